@@ -103,7 +103,11 @@ func (s *Store) CommittedVersion() uint64 { return s.committed.Load().version }
 // Begin starts a read-write transaction on a snapshot of the head, so it sees
 // this primary's own pending writes (as later transactions will be ordered
 // after them).
-func (s *Store) Begin() *Tx { return &Tx{snap: s.head.Load()} }
+func (s *Store) Begin() *Tx {
+	tx := &Tx{snap: s.head.Load()}
+	tx.maps, tx.reads = tx.mapsBuf[:0], tx.readsBuf[:0]
+	return tx
+}
 
 // BeginReadOnly starts a read-only transaction on a snapshot of the committed
 // state, so it never observes a write that could still be rolled back.

@@ -40,6 +40,11 @@ type Tx struct {
 	reads    []read
 	readSeen map[readKey]struct{} // built once reads outgrows a linear scan
 	ranged   []string
+
+	// Inline backing for the common small transaction (one map, a few
+	// reads), saving allocations on the hot path.
+	mapsBuf  [1]txMap
+	readsBuf [4]read
 }
 
 // Version returns the version of the transaction's snapshot.
