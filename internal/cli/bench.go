@@ -1,8 +1,193 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
 
-// TODO(skeleton): replaced by the real command.
+	"github.com/spf13/cobra"
+
+	"github.com/cocoledger/coco/bench"
+)
+
+// benchFlags are the workload knobs shared by `bench log` and `bench ceiling`,
+// so that both measure the identical workload.
+type benchFlags struct {
+	clients  int
+	duration time.Duration
+	warmup   time.Duration
+	path     string
+	msgSize  int
+	http2    bool
+}
+
+func (f *benchFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.clients, "clients", 64, "concurrent clients, each on its own kept-alive connection")
+	fl.DurationVar(&f.duration, "duration", 10*time.Second, "measured duration")
+	fl.DurationVar(&f.warmup, "warmup", 2*time.Second, "warmup before measuring (not counted)")
+	fl.StringVar(&f.path, "path", bench.DefaultLogPath, "logging app endpoint to POST to")
+	fl.IntVar(&f.msgSize, "msg-size", bench.DefaultMsgSize, "message size in bytes")
+	fl.BoolVar(&f.http2, "http2", false, "use HTTP/2 instead of HTTP/1.1")
+}
+
+func (f *benchFlags) config() bench.LogConfig {
+	return bench.LogConfig{
+		Clients:  f.clients,
+		Duration: f.duration,
+		Warmup:   f.warmup,
+		Path:     f.path,
+		MsgSize:  f.msgSize,
+		HTTP2:    f.http2,
+	}
+}
+
 func newBenchCmd() *cobra.Command {
-	return &cobra.Command{Use: "bench", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure coco's throughput and latency",
+	}
+	cmd.AddCommand(newBenchLogCmd(), newBenchCeilingCmd())
+	return cmd
+}
+
+func newBenchLogCmd() *cobra.Command {
+	var (
+		f        benchFlags
+		sandbox  string
+		user     string
+		allNodes bool
+		ceiling  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Committed writes/s of the logging app on a running sandbox",
+		Long: `Runs closed-loop clients that POST unique entries to the logging app of
+the sandbox described by --sandbox and prints committed writes/s and latency
+as a markdown table row. With --ceiling, the identical workload is then run
+against an in-memory HTTPS server in this process, the ceiling of the
+HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sb, err := bench.LoadSandbox(benchSandboxFile(sandbox))
+			if err != nil {
+				return err
+			}
+			cfg := f.config()
+			if cfg.ServiceCert, err = sb.ServiceCertificate(); err != nil {
+				return err
+			}
+			if cfg.ClientCert, err = sb.UserCertificate(user); err != nil {
+				return err
+			}
+			cfg.Targets = sb.RPCAddresses()
+			if !allNodes {
+				cfg.Targets = cfg.Targets[:1]
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintln(out, bench.MarkdownHeader)
+			res, err := runBench(cmd.Context(), out, cfg, "")
+			if err != nil {
+				return err
+			}
+			if !ceiling {
+				return benchFailed(res)
+			}
+			top, err := runBenchCeiling(cmd.Context(), out, cfg)
+			if err != nil {
+				return err
+			}
+			if top.Throughput > 0 {
+				fmt.Fprintf(out, "\nratio writes coco/https-ceiling = %.2f\n", res.Throughput/top.Throughput)
+			}
+			return benchFailed(res)
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by `coco sandbox` (or its directory)")
+	fl.StringVar(&user, "user", "user0", "sandbox user whose certificate authenticates the writes")
+	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node instead of the first")
+	fl.BoolVar(&ceiling, "ceiling", false, "also measure the in-process HTTPS ceiling with the same workload")
+	return cmd
+}
+
+func newBenchCeilingCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "ceiling",
+		Short: "Writes/s of a trivial in-memory HTTPS server (no sandbox needed)",
+		Long: `Measures the ceiling of the HTTP+TLS layer on this machine: the logging
+workload against an in-process HTTPS server that stores entries in a map,
+with no consensus, ledger or fsync.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := f.config()
+			var err error
+			if cfg.ClientCert, err = bench.NewClientCert(); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintln(out, bench.MarkdownHeader)
+			res, err := runBenchCeiling(cmd.Context(), out, cfg)
+			if err != nil {
+				return err
+			}
+			return benchFailed(res)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// runBenchCeiling runs cfg, minus its targets and CA, against a fresh in-process
+// ceiling server.
+func runBenchCeiling(ctx context.Context, out io.Writer, cfg bench.LogConfig) (*bench.Result, error) {
+	srv, err := bench.StartCeilingServer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = srv.Close() }()
+	cfg.Targets = []string{srv.Addr()}
+	cfg.ServiceCert = srv.CACert
+	return runBench(ctx, out, cfg, "https-ceiling "+srv.Addr())
+}
+
+func runBench(ctx context.Context, out io.Writer, cfg bench.LogConfig, label string) (*bench.Result, error) {
+	res, err := bench.RunLog(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if label != "" {
+		res.Target = label
+	}
+	fmt.Fprintln(out, res.Markdown())
+	if res.LastTransportError != "" {
+		// Counts alone do not say why requests got no answer.
+		fmt.Fprintf(out, "<!-- %s: last transport error: %s -->\n", res.Target, res.LastTransportError)
+	}
+	return res, nil
+}
+
+// benchFailed turns a run that committed nothing into an error (and a non-zero
+// exit code), since its row alone would read like a measurement.
+func benchFailed(res *bench.Result) error {
+	if res.Writes > 0 {
+		return nil
+	}
+	if res.LastTransportError != "" {
+		return fmt.Errorf("no write committed on %s: %s", res.Target, res.LastTransportError)
+	}
+	return fmt.Errorf("no write committed on %s (errors: %v)", res.Target, res.Errors)
+}
+
+// benchSandboxFile accepts either sandbox.json itself or the directory holding it.
+func benchSandboxFile(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return filepath.Join(path, "sandbox.json")
+	}
+	return path
 }

@@ -1,0 +1,310 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by RunLog to zero LogConfig fields.
+const (
+	DefaultLogPath = "/app/log/private"
+	DefaultMsgSize = 100
+)
+
+// ErrInvalidConfig is wrapped by RunLog's configuration errors.
+var ErrInvalidConfig = errors.New("invalid bench configuration")
+
+// idsPerClient spaces the id ranges of clients so that ids are unique within
+// a run: client i writes ids i*idsPerClient, i*idsPerClient+1, ...
+const idsPerClient = 1_000_000_000
+
+// stopGrace bounds how long RunLog waits after the window for the requests
+// still in flight before it cancels them, so a hung server cannot hang it.
+const stopGrace = 10 * time.Second
+
+// transportBackoff is how long a client pauses after a request got no
+// response, so that a dead target is not hammered in a tight loop.
+const transportBackoff = 10 * time.Millisecond
+
+// LogConfig describes a logging-app write workload.
+type LogConfig struct {
+	// Targets are the RPC addresses (host:port) requests rotate over.
+	Targets []string
+	// ServiceCert is the only CA trusted for the servers' certificates.
+	ServiceCert *x509.Certificate
+	// ClientCert authenticates the user (TLS client certificate).
+	ClientCert tls.Certificate
+	// Clients is the number of concurrent closed-loop clients; each keeps
+	// its own connection to every target.
+	Clients int
+	// Duration is the measured window; Warmup precedes it and is not counted.
+	Duration time.Duration
+	Warmup   time.Duration
+	// Path defaults to DefaultLogPath.
+	Path string
+	// MsgSize is the length of "msg" in bytes; 0 means DefaultMsgSize.
+	MsgSize int
+	// HTTP2 makes clients speak HTTP/2 (one connection each) instead of
+	// HTTP/1.1.
+	HTTP2 bool
+}
+
+func (c *LogConfig) normalise() error {
+	var errs []error
+	if len(c.Targets) == 0 {
+		errs = append(errs, errors.New("no targets"))
+	}
+	for _, t := range c.Targets {
+		if _, _, err := net.SplitHostPort(t); err != nil {
+			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
+		}
+	}
+	if c.ServiceCert == nil {
+		errs = append(errs, errors.New("no service certificate"))
+	}
+	if c.Clients <= 0 {
+		errs = append(errs, fmt.Errorf("clients must be positive, got %d", c.Clients))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("duration must be positive, got %s", c.Duration))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("warmup must not be negative, got %s", c.Warmup))
+	}
+	if c.MsgSize < 0 {
+		errs = append(errs, fmt.Errorf("msg size must not be negative, got %d", c.MsgSize))
+	}
+	if c.Path == "" {
+		c.Path = DefaultLogPath
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		errs = append(errs, fmt.Errorf("path %q must start with /", c.Path))
+	}
+	if c.MsgSize == 0 {
+		c.MsgSize = DefaultMsgSize
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// RunLog runs cfg.Clients closed-loop clients that POST unique log entries
+// to cfg.Path, rotating over cfg.Targets, for cfg.Warmup then cfg.Duration,
+// and reports the committed writes and their latency during cfg.Duration.
+// Non-200 answers and transport failures are counted in Result.Errors, not
+// returned as errors: a benchmark under overload must still report. Cancelling
+// ctx stops the run early with ctx's error.
+func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
+	if err := cfg.normalise(); err != nil {
+		return nil, err
+	}
+	urls := make([]string, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		urls[i] = "https://" + t + cfg.Path
+	}
+
+	roots := x509.NewCertPool()
+	roots.AddCert(cfg.ServiceCert)
+	clientCert := cfg.ClientCert
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    roots,
+		// Always present the user certificate: Go would otherwise withhold
+		// it when the server's acceptable-CA list does not name its issuer.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &clientCert, nil
+		},
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	window := start.Add(cfg.Warmup)
+	end := window.Add(cfg.Duration)
+	stopTimer := time.AfterFunc(time.Until(end.Add(stopGrace)), cancel)
+	defer stopTimer.Stop()
+
+	var dials atomic.Int64
+	msgTail := []byte(`,"msg":"` + strings.Repeat("x", cfg.MsgSize) + `"}`)
+	clients := make([]*logClient, cfg.Clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := &logClient{
+			urls:        urls,
+			next:        i % len(urls),
+			id:          uint64(i) * idsPerClient,
+			msgTail:     msgTail,
+			window:      window,
+			end:         end,
+			errors:      map[string]int{},
+			contentType: []string{"application/json"},
+			http:        newTransport(tlsConf, cfg.HTTP2, len(urls), &dials),
+		}
+		clients[i] = c
+		wg.Go(func() { c.run(runCtx) })
+	}
+	wg.Wait()
+	for _, c := range clients {
+		c.http.CloseIdleConnections()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench interrupted: %w", err)
+	}
+
+	res := &Result{
+		Target:      strings.Join(cfg.Targets, ","),
+		Clients:     cfg.Clients,
+		Errors:      map[string]int{},
+		Connections: dials.Load(),
+		Elapsed:     cfg.Duration,
+	}
+	var h histogram
+	for _, c := range clients {
+		h.merge(&c.hist)
+		for k, v := range c.errors {
+			res.Errors[k] += v
+		}
+		if c.lastErr != nil {
+			res.LastTransportError = c.lastErr.Error()
+		}
+	}
+	res.Writes = h.n
+	res.Throughput = float64(h.n) / cfg.Duration.Seconds()
+	res.P50, res.P90, res.P99 = h.quantile(0.50), h.quantile(0.90), h.quantile(0.99)
+	res.Max = h.max
+	return res, nil
+}
+
+// newTransport gives one client its own connection pool, limited to one
+// connection per target, so that Clients really means Clients concurrent
+// TCP+TLS connections, each kept alive and reused for every request.
+func newTransport(tlsConf *tls.Config, h2 bool, targets int, dials *atomic.Int64) *http.Transport {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	var protos http.Protocols
+	if h2 {
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetHTTP1(true)
+	}
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return dialer.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:     tlsConf.Clone(),
+		TLSHandshakeTimeout: 10 * time.Second,
+		Protocols:           &protos,
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		MaxIdleConns:        targets,
+		DisableCompression:  true,
+	}
+}
+
+// logClient is one closed-loop client. It is owned by its goroutine until
+// run returns, so its counters need no locking.
+type logClient struct {
+	urls    []string
+	next    int
+	id      uint64
+	msgTail []byte
+	window  time.Time
+	end     time.Time
+	http    *http.Transport
+
+	bodyLen     int      // of the previous body, to size the next one
+	contentType []string // shared by this client's requests, which only read it
+	hist        histogram
+	errors      map[string]int
+	lastErr     error
+}
+
+func (c *logClient) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		sent := time.Now()
+		if !sent.Before(c.end) {
+			return
+		}
+		status, err := c.post(ctx)
+		done := time.Now()
+		if sent.Before(c.window) || done.After(c.end) {
+			// Outside the window: warmup, or straddling its end.
+			if err != nil {
+				sleepCtx(ctx, transportBackoff)
+			}
+			continue
+		}
+		switch {
+		case err != nil:
+			c.errors["transport"]++
+			c.lastErr = err
+			sleepCtx(ctx, transportBackoff)
+		case status == http.StatusOK:
+			c.hist.record(done.Sub(sent))
+		default:
+			c.errors[strconv.Itoa(status)]++
+		}
+	}
+}
+
+// post sends one write and drains the response so the connection is reused.
+// The request goes straight to the transport: no redirects or cookies.
+//
+// Each request gets its own body buffer and reader although reusing them
+// looks cheaper: the HTTP/1 transport's write loop reads the body once more
+// after sending ContentLength bytes (to detect an over-long body), and that
+// read may happen after the response has arrived, racing with the next
+// request's body. Two small allocations are cheap next to TLS.
+func (c *logClient) post(ctx context.Context) (int, error) {
+	buf := make([]byte, 0, c.bodyLen)
+	buf = append(buf, `{"id":`...)
+	buf = strconv.AppendUint(buf, c.id, 10)
+	buf = append(buf, c.msgTail...)
+	c.bodyLen = len(buf) + 1 // room for one more digit
+	c.id++
+
+	url := c.urls[c.next]
+	c.next = (c.next + 1) % len(c.urls)
+	// A *bytes.Reader also gives the request GetBody, so the transport may
+	// resend it when a kept-alive connection was closed before any byte of
+	// it was written.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	req.Header["Content-Type"] = c.contentType
+	resp, err := c.http.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read response: %w", err)
+	}
+	return resp.StatusCode, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
