@@ -354,3 +354,17 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("only %d json and %d cose tampered receipts in testdata", nJSON, nCOSE)
 	}
 }
+
+func issueSelfSigned(t *testing.T, key *ecdsa.PrivateKey) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test service"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	return issue(t, tmpl, key, tmpl, key).cert
+}
