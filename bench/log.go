@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,9 +112,11 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 	if err := cfg.normalise(); err != nil {
 		return nil, err
 	}
-	urls := make([]string, len(cfg.Targets))
+	// Parsed once: requests share these read-only URLs instead of parsing
+	// a string per request.
+	urls := make([]*url.URL, len(cfg.Targets))
 	for i, t := range cfg.Targets {
-		urls[i] = "https://" + t + cfg.Path
+		urls[i] = &url.URL{Scheme: "https", Host: t, Path: cfg.Path}
 	}
 
 	roots := x509.NewCertPool()
@@ -217,7 +220,7 @@ func newTransport(tlsConf *tls.Config, h2 bool, targets int, dials *atomic.Int64
 // logClient is one closed-loop client. It is owned by its goroutine until
 // run returns, so its counters need no locking.
 type logClient struct {
-	urls    []string
+	urls    []*url.URL
 	next    int
 	id      uint64
 	msgTail []byte
@@ -276,16 +279,19 @@ func (c *logClient) post(ctx context.Context) (int, error) {
 	c.bodyLen = len(buf) + 1 // room for one more digit
 	c.id++
 
-	url := c.urls[c.next]
+	u := c.urls[c.next]
 	c.next = (c.next + 1) % len(c.urls)
-	// A *bytes.Reader also gives the request GetBody, so the transport may
-	// resend it when a kept-alive connection was closed before any byte of
-	// it was written.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
-	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
-	}
-	req.Header["Content-Type"] = c.contentType
+	// GetBody lets the transport resend the request when a kept-alive
+	// connection was closed before any byte of it was written.
+	req := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           u,
+		Host:          u.Host,
+		Header:        http.Header{"Content-Type": c.contentType},
+		Body:          io.NopCloser(bytes.NewReader(buf)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil },
+		ContentLength: int64(len(buf)),
+	}).WithContext(ctx)
 	resp, err := c.http.RoundTrip(req)
 	if err != nil {
 		return 0, err
