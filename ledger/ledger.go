@@ -64,7 +64,7 @@ type Ledger struct {
 	chunks      []*chunk
 	slots       []slot // slots[i] is entry i+1
 	committed   uint64
-	committedN  int // chunks[:committedN] are all committed
+	committedN  int           // chunks[:committedN] are all committed
 	f           *os.File      // the open chunk, nil if none
 	w           *bufio.Writer // buffers writes to f
 	closedBytes int64         // bytes in chunks other than the open one

@@ -226,6 +226,9 @@ func scanChunk(path string, c chunkName, mayTear bool, next, term *uint64, buf *
 		if bi.index != *next {
 			return 0, nil, corrupt(fmt.Sprintf("found entry %d where entry %d belongs (reordered or misplaced)", bi.index, *next))
 		}
+		if c.closed && bi.index > c.end {
+			return 0, nil, corrupt(fmt.Sprintf("entry %d is past the end (%d) the chunk's name gives", bi.index, c.end))
+		}
 		if bi.term < *term {
 			return 0, nil, corrupt(fmt.Sprintf("term %d after term %d", bi.term, *term))
 		}

@@ -11,13 +11,13 @@ import (
 // every entry before it, signed by the primary's node key and, for COSE
 // receipts, by the service key.
 type Signature struct {
-	View     uint64 `json:"view"`      // the signature transaction's own txid
-	Seqno    uint64 `json:"seqno"`     //
-	TreeSize uint64 `json:"tree_size"` // leaves covered: seqno-1
-	Root     string `json:"root"`      // hex root of the first TreeSize leaves
-	NodeID   string `json:"node_id"`   // hex SHA-256 of the node key's SPKI
-	Cert     string `json:"cert"`      // node certificate, PEM
-	Sig      []byte `json:"sig"`       // ECDSA ASN.1 DER over the 32-byte root, node key
+	View     uint64 `json:"view"`       // the signature transaction's own txid
+	Seqno    uint64 `json:"seqno"`      //
+	TreeSize uint64 `json:"tree_size"`  // leaves covered: seqno-1
+	Root     string `json:"root"`       // hex root of the first TreeSize leaves
+	NodeID   string `json:"node_id"`    // hex SHA-256 of the node key's SPKI
+	Cert     string `json:"cert"`       // node certificate, PEM
+	Sig      []byte `json:"sig"`        // ECDSA ASN.1 DER over the 32-byte root, node key
 	COSE     []byte `json:"cose_sign1"` // receipt.SignRoot output, service key
 }
 

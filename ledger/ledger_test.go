@@ -1,0 +1,496 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/cocoledger/coco/merkle"
+)
+
+// signer makes real signature entries over the leaves it has seen.
+type signer struct {
+	id   *identities
+	tree *merkle.Tree
+}
+
+func newSigner(t testing.TB) *signer { return &signer{id: newIdentities(t), tree: merkle.New()} }
+
+// appendRange appends txEntry(term, from..to) and syncs; every 10th entry is
+// a signature so chunks can close: a real one with s, else a fake one.
+func appendRange(t testing.TB, l *Ledger, s *signer, term, from, to uint64) []*Entry {
+	t.Helper()
+	var es []*Entry
+	for i := from; i <= to; i++ {
+		e := txEntry(term, i, 30)
+		if i%10 == 0 {
+			if s != nil {
+				e = s.id.signatureEntry(t, term, i, s.tree)
+			} else {
+				e = &Entry{Kind: KindSignature, Term: term, Index: i, Public: []byte(`{"fake":true}`)}
+			}
+		}
+		if s != nil {
+			s.tree.Append(e.Leaf())
+		}
+		es = append(es, e)
+	}
+	if err := l.Append(es...); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func checkEntries(t testing.TB, l *Ledger, want []*Entry) {
+	t.Helper()
+	if l.LastIndex() != uint64(len(want)) {
+		t.Fatalf("LastIndex %d, want %d", l.LastIndex(), len(want))
+	}
+	for _, w := range want {
+		got, err := l.Entry(w.Index)
+		if err != nil {
+			t.Fatalf("Entry(%d): %v", w.Index, err)
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("Entry(%d) = %+v, want %+v", w.Index, got, w)
+		}
+		if term, err := l.Term(w.Index); err != nil || term != w.Term {
+			t.Fatalf("Term(%d) = %d, %v", w.Index, term, err)
+		}
+	}
+	if len(want) > 0 {
+		got, err := l.Entries(1, uint64(len(want))+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatal("Entries differs")
+		}
+	}
+}
+
+func dirBytes(t testing.TB, dir string) int64 {
+	var n int64
+	for _, f := range chunkFiles(t, dir) {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += st.Size()
+	}
+	return n
+}
+
+func TestRoundTripChunks(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, 500)
+	if l.FirstIndex() != 1 || l.LastIndex() != 0 {
+		t.Fatalf("fresh ledger: first %d last %d", l.FirstIndex(), l.LastIndex())
+	}
+	want := appendRange(t, l, nil, 1, 1, 45)
+	want = append(want, appendRange(t, l, nil, 2, 46, 55)...)
+	files := chunkFiles(t, dir)
+	// Chunks close at signatures (every 10th) once >= 500 bytes (~8 records).
+	wantFiles := []string{"ledger_1-10", "ledger_11-20", "ledger_21-30", "ledger_31-40", "ledger_41-50", "ledger_51"}
+	if !slices.Equal(files, wantFiles) {
+		t.Fatalf("files %v, want %v", files, wantFiles)
+	}
+	checkEntries(t, l, want)
+	if got := dirBytes(t, dir); l.Bytes() != got {
+		t.Fatalf("Bytes %d, on disk %d", l.Bytes(), got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Entry(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Entry after Close: %v", err)
+	}
+	l2 := openT(t, dir, 500)
+	checkEntries(t, l2, want)
+	want = append(want, appendRange(t, l2, nil, 3, 56, 60)...)
+	if !slices.Equal(chunkFiles(t, dir), append(wantFiles[:5:5], "ledger_51-60")) {
+		t.Fatalf("files after reopen and append: %v", chunkFiles(t, dir))
+	}
+	checkEntries(t, l2, want)
+	// ReadDir sees the same.
+	var got []*Entry
+	if err := ReadDir(context.Background(), dir, func(e *Entry, _ string, _ int64) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("ReadDir differs")
+	}
+}
+
+func TestAppendRejects(t *testing.T) {
+	l := openT(t, t.TempDir(), 0)
+	appendRange(t, l, nil, 2, 1, 3)
+	tests := []struct {
+		name string
+		es   []*Entry
+	}{
+		{"gap", []*Entry{txEntry(2, 5, 1)}},
+		{"overlap", []*Entry{txEntry(2, 3, 1)}},
+		{"not contiguous", []*Entry{txEntry(2, 4, 1), txEntry(2, 6, 1)}},
+		{"lower term", []*Entry{txEntry(1, 4, 1)}},
+		{"invalid", []*Entry{{Kind: 9, Term: 2, Index: 4}}},
+		{"nil", []*Entry{nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := l.Append(tt.es...); err == nil {
+				t.Fatal("accepted")
+			}
+			if l.LastIndex() != 3 {
+				t.Fatalf("LastIndex %d after refused append", l.LastIndex())
+			}
+		})
+	}
+	if err := l.Append(txEntry(2, 4, 1)); err != nil {
+		t.Fatalf("ledger unusable after refused appends: %v", err)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		name      string
+		last      uint64
+		wantFiles []string
+	}{
+		{"noop", 35, []string{"ledger_1-10", "ledger_11-20", "ledger_21-30", "ledger_31"}},
+		{"within open chunk", 33, []string{"ledger_1-10", "ledger_11-20", "ledger_21-30", "ledger_31"}},
+		{"whole open chunk", 30, []string{"ledger_1-10", "ledger_11-20", "ledger_21-30"}},
+		{"into closed chunk", 15, []string{"ledger_1-10", "ledger_11"}},
+		{"to closed chunk end", 20, []string{"ledger_1-10", "ledger_11-20"}},
+		{"everything", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, 500)
+			all := appendRange(t, l, nil, 1, 1, 35)
+			if err := l.Truncate(tt.last); err != nil {
+				t.Fatal(err)
+			}
+			if got := chunkFiles(t, dir); !slices.Equal(got, tt.wantFiles) {
+				t.Fatalf("files %v, want %v", got, tt.wantFiles)
+			}
+			want := all[:tt.last]
+			checkEntries(t, l, want)
+			if _, err := l.Entry(tt.last + 1); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Entry(last+1): %v", err)
+			}
+			if got := dirBytes(t, dir); l.Bytes() != got {
+				t.Fatalf("Bytes %d, on disk %d", l.Bytes(), got)
+			}
+			// Replace the suffix with a new term, then reopen.
+			want = append(want, appendRange(t, l, nil, 2, tt.last+1, 42)...)
+			checkEntries(t, l, want)
+			l.Close()
+			l2 := openT(t, dir, 500)
+			checkEntries(t, l2, want)
+			if _, err := Verify(context.Background(), dir, VerifyOptions{}); err == nil {
+				// The fake signatures must fail verification, proving Verify read them.
+				t.Fatal("Verify accepted fake signatures")
+			}
+		})
+	}
+}
+
+func TestCommit(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, 500)
+	appendRange(t, l, nil, 1, 1, 35)
+	if err := l.Commit(25); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ledger_1-10.committed", "ledger_11-20.committed", "ledger_21-30", "ledger_31"}
+	if got := chunkFiles(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+	if l.CommittedIndex() != 25 {
+		t.Fatalf("CommittedIndex %d", l.CommittedIndex())
+	}
+	if err := l.Truncate(24); !errors.Is(err, ErrTruncateCommitted) {
+		t.Fatalf("Truncate(24): %v", err)
+	}
+	if err := l.Commit(99); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Commit beyond last: %v", err)
+	}
+	if err := l.Commit(30); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Commit(20); err != nil { // going back is a no-op
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l2 := openT(t, dir, 500)
+	if l2.CommittedIndex() != 30 {
+		t.Fatalf("CommittedIndex after reopen %d, want 30", l2.CommittedIndex())
+	}
+	if err := l2.Truncate(29); !errors.Is(err, ErrTruncateCommitted) {
+		t.Fatalf("Truncate(29): %v", err)
+	}
+	if err := l2.Truncate(30); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"ledger_1-10.committed", "ledger_11-20.committed", "ledger_21-30.committed"}
+	if got := chunkFiles(t, dir); !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+}
+
+// TestTornTail cuts the last record at every offset, and appends garbage
+// after it: Open must drop exactly that record and keep the rest.
+func TestTornTail(t *testing.T) {
+	src := t.TempDir()
+	l := openT(t, src, 500)
+	all := appendRange(t, l, newSigner(t), 1, 1, 25)
+	l.Close()
+	path := lastChunk(t, src)
+	recs := readRecords(t, path)
+	lastOff := recs[len(recs)-1].off
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tc struct {
+		name string
+		data []byte
+		want int // entries kept
+	}
+	var cases []tc
+	for cut := lastOff + 1; cut < int64(len(full)); cut++ {
+		cases = append(cases, tc{"cut", full[:cut], 24})
+	}
+	cases = append(cases,
+		tc{"cut at record start", full[:lastOff], 24},
+		tc{"zeros after last", append(bytes.Clone(full), make([]byte, 300)...), 25},
+		tc{"garbage after last", append(bytes.Clone(full), []byte("\x00\x00\x01\x00garbage garbage garbage")...), 25},
+		tc{"short garbage after last", append(bytes.Clone(full), 1, 2, 3), 25},
+		tc{"bad CRC of last", func() []byte { b := bytes.Clone(full); b[lastOff+5] ^= 1; return b }(), 24},
+		tc{"flip in last body", func() []byte { b := bytes.Clone(full); b[len(b)-1] ^= 1; return b }(), 24},
+	)
+	for _, c := range cases {
+		dir := copyDir(t, src)
+		p := filepath.Join(dir, filepath.Base(path))
+		if err := os.WriteFile(p, c.data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		torn := int64(len(c.data)) != lastOff && c.want == 24 || c.want == 25 && len(c.data) != len(full)
+		if torn {
+			if _, err := Verify(context.Background(), dir, VerifyOptions{}); err == nil || !isVerifyErrorAt(err, filepath.Base(p)) {
+				t.Fatalf("%s %d: Verify of torn tail: %v", c.name, len(c.data), err)
+			}
+		}
+		l, err := Open(Options{Dir: dir, ChunkSize: 500})
+		if err != nil {
+			t.Fatalf("%s at %d: Open: %v", c.name, len(c.data), err)
+		}
+		checkEntries(t, l, all[:c.want])
+		// The tail is gone from disk, and appending continues cleanly.
+		if err := l.Append(all[c.want:]...); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Verify(context.Background(), dir, VerifyOptions{}); err != nil && !isVerifyErrorReason(err, "signature") {
+			t.Fatalf("%s %d: after Open: %v", c.name, len(c.data), err)
+		}
+	}
+}
+
+func isVerifyErrorAt(err error, file string) bool {
+	var ve *VerifyError
+	return errors.As(err, &ve) && ve.File == file
+}
+
+func isVerifyErrorReason(err error, sub string) bool {
+	var ve *VerifyError
+	return errors.As(err, &ve) && bytes.Contains([]byte(ve.Reason), []byte(sub))
+}
+
+func TestOpenCorrupt(t *testing.T) {
+	src := t.TempDir()
+	l := openT(t, src, 500)
+	appendRange(t, l, newSigner(t), 1, 1, 35) // ledger_1-10 ledger_11-20 ledger_21-30 ledger_31
+	l.Close()
+	rec := func(file string, i int) int64 { return readRecords(t, filepath.Join(src, file))[i].off }
+	flip := func(file string, off int64) func(dir string) {
+		return func(dir string) {
+			p := filepath.Join(dir, file)
+			b, _ := os.ReadFile(p)
+			b[off] ^= 0x40
+			os.WriteFile(p, b, 0o640)
+		}
+	}
+	tests := []struct {
+		name       string
+		damage     func(dir string)
+		wantFile   string
+		wantOffset int64
+		wantIndex  uint64
+	}{
+		{"flip in middle of open chunk", flip("ledger_31", rec("ledger_31", 2)+20), "ledger_31", rec("ledger_31", 2), 33},
+		{"flip in closed chunk", flip("ledger_11-20", rec("ledger_11-20", 4)+50), "ledger_11-20", rec("ledger_11-20", 4), 15},
+		{"flip in last record of closed chunk", flip("ledger_21-30", rec("ledger_21-30", 9)+9), "ledger_21-30", rec("ledger_21-30", 9), 30},
+		{"flip length in open chunk", flip("ledger_31", rec("ledger_31", 1)+3), "ledger_31", rec("ledger_31", 1), 32},
+		{"missing middle chunk", func(dir string) { os.Remove(filepath.Join(dir, "ledger_11-20")) }, "ledger_21-30", 0, 11},
+		{"missing first chunk", func(dir string) { os.Remove(filepath.Join(dir, "ledger_1-10")) }, "ledger_11-20", 0, 1},
+		{"truncated closed chunk", func(dir string) {
+			os.Truncate(filepath.Join(dir, "ledger_11-20"), rec("ledger_11-20", 9)+5)
+		}, "ledger_11-20", rec("ledger_11-20", 9), 20},
+		{"closed chunk cut at record boundary", func(dir string) {
+			os.Truncate(filepath.Join(dir, "ledger_11-20"), rec("ledger_11-20", 9))
+		}, "ledger_11-20", rec("ledger_11-20", 9), 20},
+		{"name disagrees with contents", func(dir string) {
+			os.Rename(filepath.Join(dir, "ledger_11-20"), filepath.Join(dir, "ledger_11-19"))
+		}, "ledger_11-19", rec("ledger_11-20", 9), 20},
+		{"open chunk not last", func(dir string) {
+			os.Rename(filepath.Join(dir, "ledger_11-20"), filepath.Join(dir, "ledger_11"))
+		}, "ledger_11", 0, 11},
+		{"bad name", func(dir string) { os.WriteFile(filepath.Join(dir, "ledger_x"), nil, 0o640) }, "ledger_x", 0, 0},
+		{"swapped records", func(dir string) {
+			p := filepath.Join(dir, "ledger_11-20")
+			rs := readRecords(t, p)
+			rs[3], rs[4] = rs[4], rs[3]
+			writeRecords(t, p, rs)
+		}, "ledger_11-20", rec("ledger_11-20", 3), 14},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyDir(t, src)
+			tt.damage(dir)
+			_, err := Open(Options{Dir: dir, ChunkSize: 500})
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open: %v, want *CorruptError", err)
+			}
+			if ce.File != tt.wantFile || ce.Offset != tt.wantOffset || ce.Index != tt.wantIndex {
+				t.Fatalf("got %v; want file %s offset %d entry %d", ce, tt.wantFile, tt.wantOffset, tt.wantIndex)
+			}
+			_, verr := Verify(context.Background(), dir, VerifyOptions{})
+			var ve *VerifyError
+			if !errors.As(verr, &ve) || ve.File != ce.File || ve.Offset != ce.Offset || ve.Index != ce.Index {
+				t.Fatalf("Verify: %v, want the same place as %v", verr, ce)
+			}
+		})
+	}
+}
+
+func TestCorruptErrorFormat(t *testing.T) {
+	e := &CorruptError{File: "ledger_1", Offset: 99, Index: 3, Reason: "CRC mismatch"}
+	if got, want := e.Error(), "ledger: ledger_1 offset 99 (entry 3): CRC mismatch"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}
+
+// TestConcurrentReads runs readers against a writer; run with -race.
+func TestConcurrentReads(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, 2000)
+	appendRange(t, l, nil, 1, 1, 10)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				last := l.LastIndex()
+				for i := uint64(1); i <= last; i += 7 {
+					e, err := l.Entry(i)
+					if errors.Is(err, ErrNotFound) {
+						continue // truncated meanwhile
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if e.Index != i {
+						t.Errorf("Entry(%d) returned %d", i, e.Index)
+						return
+					}
+					_, _ = l.Term(i)
+				}
+				_ = l.Bytes()
+			}
+		}()
+	}
+	next := uint64(11)
+	for round := 0; round < 200; round++ {
+		// Unsynced appends force readers through the flush path too.
+		es := []*Entry{txEntry(2, next, 300), txEntry(2, next+1, 300), {Kind: KindSignature, Term: 2, Index: next + 2, Public: []byte("{}")}}
+		if err := l.Append(es...); err != nil {
+			t.Fatal(err)
+		}
+		next += 3
+		if round%10 == 9 {
+			if err := l.Truncate(next - 5); err != nil {
+				t.Fatal(err)
+			}
+			next -= 4
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestReadUnflushed reads entries that are only in the write buffer and not
+// in the cache (the cache is bypassed by clearing it).
+func TestReadUnflushed(t *testing.T) {
+	l := openT(t, t.TempDir(), 0)
+	es := appendRange(t, l, nil, 1, 1, 3)
+	more := []*Entry{txEntry(1, 4, 10), txEntry(1, 5, 10)}
+	if err := l.Append(more...); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.cache = [cacheSize]*Entry{}
+	l.mu.Unlock()
+	checkEntries(t, l, append(es, more...))
+}
+
+func BenchmarkAppendSync(b *testing.B) {
+	l := openT(b, b.TempDir(), 0)
+	const batch = 100
+	es := make([]*Entry, batch)
+	next := uint64(1)
+	b.SetBytes(batch * 200)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range es {
+			e := txEntry(1, next, 200-minBodySize)
+			e.Private = nil
+			es[i] = e
+			next++
+		}
+		if err := l.Append(es...); err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
