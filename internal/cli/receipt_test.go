@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,5 +40,25 @@ func TestReceiptVerifyCommand(t *testing.T) {
 				t.Errorf("stderr %q, want it to contain %q", errb.String(), tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestReceiptVerifyStdin(t *testing.T) {
+	golden := filepath.Join("..", "..", "receipt", "testdata")
+	data, err := os.ReadFile(filepath.Join(golden, "valid.cose"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetIn(bytes.NewReader(data))
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"receipt", "verify", "--service-cert", filepath.Join(golden, "service_cert.pem"), "-"})
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("verify from stdin: %v", err)
+	}
+	if !strings.Contains(out.String(), "OK: transaction 2.7 is committed (cose receipt") {
+		t.Fatalf("stdout %q", out.String())
 	}
 }
