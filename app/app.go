@@ -1,0 +1,140 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/cocoledger/coco/kv"
+)
+
+// Application is a ledger protocol hosted by coco.
+type Application interface {
+	// Name is a short name for logs and the OpenAPI document.
+	Name() string
+	// Endpoints lists the HTTP endpoints the application serves.
+	Endpoints() []Endpoint
+	// IndexedMaps lists the maps whose write history the framework indexes
+	// for historical queries (Context.Historical).
+	IndexedMaps() []string
+}
+
+// Auth says who may call an endpoint.
+type Auth int
+
+const (
+	// AuthUser: a TLS client certificate registered as a user.
+	AuthUser Auth = iota
+	// AuthNone: anyone who can reach the node over TLS.
+	AuthNone
+)
+
+// Mode says how the framework runs an endpoint's transaction.
+type Mode int
+
+const (
+	// ReadWrite handlers run on the primary's latest state; their writes are
+	// ordered, replicated and committed before the response is sent.
+	ReadWrite Mode = iota
+	// ReadOnly handlers run on a snapshot of the committed state and may be
+	// served by any node.
+	ReadOnly
+	// Historical handlers read the state as of the transaction named by the
+	// request header x-ms-ccf-transaction-id, through Context.Historical.
+	Historical
+)
+
+// Endpoint is one method on one path.
+type Endpoint struct {
+	Method  string
+	Path    string
+	Auth    Auth
+	Mode    Mode
+	Summary string // one line for the OpenAPI document
+	Handler Handler
+}
+
+// Handler runs one request. It may be called more than once for the same
+// request (after a conflict), so it must not have side effects outside tx.
+type Handler func(c *Context) (*Response, error)
+
+// Caller is the authenticated identity of a request.
+type Caller struct {
+	Kind string // "user", or "" when anonymous
+	ID   string
+}
+
+// HistoricalState reads the committed state as of one transaction.
+type HistoricalState interface {
+	// Get returns the value key had in mapName right after the transaction;
+	// mapName must be one of the application's IndexedMaps.
+	Get(mapName, key string) ([]byte, bool, error)
+}
+
+// Context is what a handler sees.
+type Context struct {
+	Request    *http.Request
+	Query      url.Values
+	Body       []byte
+	Caller     Caller
+	Tx         *kv.Tx
+	Historical HistoricalState // set for Historical endpoints
+}
+
+// Response is a handler's answer; Body is encoded as JSON unless Raw is set.
+type Response struct {
+	Status      int
+	Body        any
+	Raw         []byte
+	ContentType string
+	Header      http.Header
+}
+
+// JSON returns a 200 response with v as JSON body.
+func JSON(v any) *Response { return &Response{Status: http.StatusOK, Body: v} }
+
+// Error is an error with an HTTP status and a PascalCase code, rendered as
+// {"error":{"code":...,"message":...}}.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds an *Error.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// BadRequest is a 400 InvalidInput error.
+func BadRequest(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, "InvalidInput", format, args...)
+}
+
+// NotFound is a 404 ResourceNotFound error.
+func NotFound(format string, args ...any) *Error {
+	return Errorf(http.StatusNotFound, "ResourceNotFound", format, args...)
+}
+
+// DecodeJSON strictly decodes a request body into v: unknown fields,
+// trailing data and wrong types are InvalidInput errors.
+func DecodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return BadRequest("field %q must be of type %s", te.Field, te.Type)
+		}
+		return BadRequest("malformed JSON body: %v", err)
+	}
+	if dec.More() {
+		return BadRequest("malformed JSON body: trailing data")
+	}
+	return nil
+}

@@ -1,0 +1,839 @@
+package consensus
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cococrypto "github.com/cocoledger/coco/crypto"
+	"github.com/cocoledger/coco/kv"
+	"github.com/cocoledger/coco/ledger"
+	"github.com/cocoledger/coco/merkle"
+	"github.com/cocoledger/coco/receipt"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Errors returned by Submit and the read APIs.
+var (
+	// ErrNotPrimary: this node is not the primary, so it cannot order writes.
+	ErrNotPrimary = errors.New("consensus: this node is not the primary")
+	// ErrNotReady: the primary has not yet applied its log from earlier views.
+	ErrNotReady = errors.New("consensus: primary is still catching up")
+	// ErrInvalidated: the transaction was ordered but lost in a view change;
+	// it will never commit.
+	ErrInvalidated = errors.New("consensus: transaction was invalidated by a view change")
+	// ErrStopped: the node is shutting down.
+	ErrStopped = errors.New("consensus: node stopped")
+	// ErrNotCommitted: the transaction is not (yet) committed.
+	ErrNotCommitted = errors.New("consensus: transaction is not committed")
+	// ErrNotSigned: committed, but no committed signature covers it yet.
+	ErrNotSigned = errors.New("consensus: transaction is not yet covered by a signature")
+	// ErrNoReceipt: the entry is raft's own and has no receipt.
+	ErrNoReceipt = errors.New("consensus: entry has no receipt")
+)
+
+// Transport carries raft messages to other nodes. Send must not block the
+// loop for long: implementations queue and drop (raft retransmits).
+type Transport interface {
+	Send(msgs []*pb.Message)
+}
+
+// NoPeers is the transport of a single-node service.
+type NoPeers struct{}
+
+// Send drops msgs; a single-node service has nobody to talk to.
+func (NoPeers) Send([]*pb.Message) {}
+
+// CommittedTx describes a committed transaction for observers (indexes,
+// metrics). The write set must not be modified.
+type CommittedTx struct {
+	TxID     TxID
+	Kind     ledger.Kind
+	WriteSet *kv.WriteSet
+}
+
+// Config configures a Node.
+type Config struct {
+	ID          uint64 // raft id, non-zero
+	NodeID      string // hex node id, recorded in signatures
+	StateDir    string // where raft_state.json lives
+	LedgerDir   string // the ledger's directory (for the start-up replay)
+	Ledger      *ledger.Ledger
+	Store       *kv.Store
+	Keyring     *cococrypto.Keyring
+	NodeKey     crypto.Signer
+	NodeCertPEM []byte
+	ServiceKey  crypto.Signer
+	Transport   Transport
+	// Bootstrap makes this node the single voter of a new service when it
+	// has no persisted raft state.
+	Bootstrap bool
+
+	TickInterval   time.Duration // default 50ms
+	ElectionTicks  int           // default 10
+	HeartbeatTicks int           // default 1
+	SigTxInterval  uint64        // signature every this many transactions; default 5000
+	SigInterval    time.Duration // or this often when anything is unsigned; default 100ms
+
+	// OnCommit, if set, is called on the loop goroutine for every committed
+	// transaction and signature, in seqno order. It must be fast.
+	OnCommit func(CommittedTx)
+	Logger   *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.TickInterval <= 0 {
+		c.TickInterval = 50 * time.Millisecond
+	}
+	if c.ElectionTicks <= 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks <= 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.SigTxInterval == 0 {
+		c.SigTxInterval = 5000
+	}
+	if c.SigInterval <= 0 {
+		c.SigInterval = 100 * time.Millisecond
+	}
+	if c.Transport == nil {
+		c.Transport = NoPeers{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Status is a consistent snapshot of the node's consensus state.
+type Status struct {
+	ID              uint64
+	View            uint64 // current raft term
+	Leader          uint64 // raft id of the primary, 0 if unknown
+	IsPrimary       bool
+	WritesReady     bool // primary and caught up: Submit can succeed
+	CommitIndex     uint64
+	CommitView      uint64 // view of the entry at CommitIndex
+	LastIndex       uint64
+	Signatures      uint64 // signature transactions in the ledger
+	LastSignedSeqno uint64 // seqno of the last committed signature
+}
+
+type proposal struct {
+	tx     *kv.Tx
+	claims [32]byte
+	done   chan result
+}
+
+type result struct {
+	id  TxID
+	err error
+}
+
+// ownEntry is an entry this primary proposed and applied to its kv head but
+// that has not committed yet.
+type ownEntry struct {
+	le *ledger.Entry
+	ws *kv.WriteSet
+}
+
+type waiter struct {
+	term uint64
+	done chan result
+}
+
+// Node drives raft for one coco node.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	rn        *raft.RawNode
+	st        *storage
+	statePath string
+	persisted persistentState
+
+	// Merkle tree over every entry in the log; written by the loop, read by
+	// receipt requests. Only the uncommitted suffix is ever truncated.
+	treeMu sync.RWMutex
+	tree   *merkle.Tree
+
+	sigMu sync.RWMutex
+	sigs  []uint64 // seqnos of signature entries in the log, ascending
+
+	// Loop-owned state.
+	term          uint64
+	isLeader      bool
+	readyIndex    uint64 // first index of our term; writes wait until it is applied
+	lastIndex     uint64 // last index in the log including unpersisted proposals
+	applied       uint64
+	commitView    uint64
+	own           map[uint64]ownEntry
+	waiters       map[uint64]waiter
+	txSinceSig    uint64
+	lastSig       time.Time
+	lastStateSave time.Time
+	savedCommit   uint64
+	emptyWS       *kv.WriteSet
+
+	status   atomic.Pointer[Status]
+	submitCh chan *proposal
+	recvCh   chan *pb.Message
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+const stateFile = "raft_state.json"
+
+// New opens the node's raft state, replays the ledger into the kv store and
+// the Merkle tree, and returns a node ready to Run.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.ID == 0 {
+		return nil, errors.New("consensus: raft id must be non-zero")
+	}
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		statePath: filepath.Join(cfg.StateDir, stateFile),
+		tree:      merkle.New(),
+		own:       make(map[uint64]ownEntry),
+		waiters:   make(map[uint64]waiter),
+		emptyWS:   &kv.WriteSet{},
+		submitCh:  make(chan *proposal, 4096),
+		recvCh:    make(chan *pb.Message, 4096),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	st, err := readState(n.statePath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if cfg.Ledger.LastIndex() > 0 {
+			return nil, fmt.Errorf("consensus: %s is missing but the ledger has %d entries; refusing to guess the raft state", n.statePath, cfg.Ledger.LastIndex())
+		}
+		st = &persistentState{}
+		if cfg.Bootstrap {
+			st.Voters = []uint64{cfg.ID}
+		}
+		if err := writeState(n.statePath, st); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	n.persisted = *st
+	n.savedCommit = st.Commit
+
+	// Everything known committed is replayed into the kv store; raft hands us
+	// the rest as it commits.
+	last := cfg.Ledger.LastIndex()
+	commitFloor := min(max(st.Commit, cfg.Ledger.CommittedIndex()), last)
+	if err := n.replay(commitFloor); err != nil {
+		return nil, err
+	}
+	hs := st.hardState()
+	hs.Commit = new(max(st.Commit, commitFloor))
+	n.st = newStorage(cfg.Ledger, hs, st.confState())
+	n.applied = commitFloor
+	n.lastIndex = last
+	if commitFloor > 0 {
+		t, err := cfg.Ledger.Term(commitFloor)
+		if err != nil {
+			return nil, fmt.Errorf("consensus: term of committed entry %d: %w", commitFloor, err)
+		}
+		n.commitView = t
+	}
+
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   n.st,
+		Applied:                   commitFloor,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		DisableProposalForwarding: true, // backups forward at the HTTP layer, with the caller's identity
+		Logger:                    raftLogger{cfg.Logger.With("component", "raft")},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consensus: start raft: %w", err)
+	}
+	n.rn = rn
+	n.publishStatus()
+	return n, nil
+}
+
+// replay rebuilds the Merkle tree from every ledger entry and the kv store
+// from the committed ones.
+func (n *Node) replay(commitFloor uint64) error {
+	if n.cfg.Ledger.LastIndex() == 0 {
+		return nil
+	}
+	return ledger.ReadDir(context.Background(), n.cfg.LedgerDir, func(le *ledger.Entry, file string, offset int64) error {
+		if le.Index > n.cfg.Ledger.LastIndex() {
+			return nil // beyond a torn tail that Open already cut; ReadDir only reads
+		}
+		n.tree.Append(le.Leaf())
+		if le.Kind == ledger.KindSignature {
+			n.sigs = append(n.sigs, le.Index)
+		}
+		if le.Index > commitFloor {
+			return nil
+		}
+		ws, err := n.applyEntry(le)
+		if err != nil {
+			return fmt.Errorf("consensus: replay %s offset %d: %w", file, offset, err)
+		}
+		if err := n.cfg.Store.MarkCommitted(le.Index); err != nil {
+			return fmt.Errorf("consensus: replay entry %d: %w", le.Index, err)
+		}
+		n.notifyCommit(le, ws)
+		return nil
+	})
+}
+
+// Run drives the node until ctx is cancelled or Stop is called.
+func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+
+	// A lone voter need not wait an election timeout to lead.
+	if cs := n.persisted; len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
+		if err := n.rn.Campaign(); err != nil {
+			return fmt.Errorf("consensus: campaign: %w", err)
+		}
+	}
+	n.lastSig = time.Now()
+	defer n.failWaiters(ErrStopped)
+	for {
+		if err := n.processReady(); err != nil {
+			n.log.Error("consensus loop stopped", "err", err)
+			return err
+		}
+		n.maybeSign()
+		if err := n.processReady(); err != nil {
+			n.log.Error("consensus loop stopped", "err", err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			n.saveState(true)
+			return ctx.Err()
+		case <-n.stop:
+			n.saveState(true)
+			return nil
+		case <-ticker.C:
+			n.rn.Tick()
+		case m := <-n.recvCh:
+			n.step(m)
+			for i := 0; i < 256; i++ {
+				select {
+				case m := <-n.recvCh:
+					n.step(m)
+					continue
+				default:
+				}
+				break
+			}
+		case p := <-n.submitCh:
+			n.propose(p)
+			// Group commit: take everything already queued before the
+			// next Ready, so one fsync covers the batch.
+			for i := 0; i < 2048; i++ {
+				select {
+				case p := <-n.submitCh:
+					n.propose(p)
+					continue
+				default:
+				}
+				break
+			}
+		}
+	}
+}
+
+// Stop ends Run and waits for it to return.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stop) })
+	<-n.stopped
+}
+
+func (n *Node) step(m *pb.Message) {
+	if err := n.rn.Step(m); err != nil {
+		n.log.Debug("raft step", "type", m.GetType().String(), "from", m.GetFrom(), "err", err)
+	}
+}
+
+// Step delivers a raft message received from a peer.
+func (n *Node) Step(ctx context.Context, m *pb.Message) error {
+	select {
+	case n.recvCh <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+// Submit orders tx's writes and waits until they are committed. It returns
+// kv.ErrConflict when tx's reads are stale (re-execute and submit again),
+// ErrNotPrimary / ErrNotReady when this node cannot order writes now, and
+// ErrInvalidated when a view change dropped the transaction.
+func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, error) {
+	p := &proposal{tx: tx, claims: claims, done: make(chan result, 1)}
+	select {
+	case n.submitCh <- p:
+	case <-ctx.Done():
+		return TxID{}, ctx.Err()
+	case <-n.stopped:
+		return TxID{}, ErrStopped
+	}
+	select {
+	case r := <-p.done:
+		return r.id, r.err
+	case <-ctx.Done():
+		return TxID{}, ctx.Err()
+	case <-n.stopped:
+		return TxID{}, ErrStopped
+	}
+}
+
+func (n *Node) propose(p *proposal) {
+	fail := func(err error) { p.done <- result{err: err} }
+	switch {
+	case !n.isLeader:
+		fail(ErrNotPrimary)
+		return
+	case n.applied < n.readyIndex:
+		fail(ErrNotReady)
+		return
+	}
+	if err := n.cfg.Store.Validate(p.tx); err != nil {
+		fail(err)
+		return
+	}
+	seq := n.lastIndex + 1
+	ws := p.tx.WriteSet()
+	le := &ledger.Entry{Kind: ledger.KindTx, Term: n.term, Index: seq, ClaimsDigest: p.claims}
+	if err := n.fillEntry(le, ws); err != nil {
+		fail(err)
+		return
+	}
+	if err := n.proposeEntry(le, ws); err != nil {
+		fail(err)
+		return
+	}
+	n.waiters[seq] = waiter{term: n.term, done: p.done}
+	n.txSinceSig++
+}
+
+// fillEntry sets an entry's commit evidence digest and serialised write set.
+func (n *Node) fillEntry(le *ledger.Entry, ws *kv.WriteSet) error {
+	ce, err := n.cfg.Keyring.CommitEvidence(le.Term, le.Index)
+	if err != nil {
+		return err
+	}
+	le.CommitEvidenceDigest = sha256.Sum256([]byte(ce))
+	pub, priv := ws.Split()
+	le.Public = pub.Marshal()
+	if !priv.Empty() {
+		sealed, err := n.cfg.Keyring.Seal(le.Index, priv.Marshal(), sealAAD(le.Term, le.Index))
+		if err != nil {
+			return fmt.Errorf("consensus: seal private write set: %w", err)
+		}
+		le.Private = sealed
+	}
+	return nil
+}
+
+// proposeEntry hands a primary's entry to raft and applies it to the kv head.
+func (n *Node) proposeEntry(le *ledger.Entry, ws *kv.WriteSet) error {
+	if err := n.rn.Propose(le.Marshal()); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotPrimary, err)
+	}
+	n.lastIndex = le.Index
+	if err := n.cfg.Store.Apply(le.Index, ws); err != nil {
+		// The entry is in the log; the kv head no longer matches it. Step
+		// down so the head is rebuilt from committed entries.
+		n.log.Error("apply own proposal", "seqno", le.Index, "err", err)
+		n.stepDown()
+		return fmt.Errorf("consensus: apply: %w", err)
+	}
+	n.own[le.Index] = ownEntry{le: le, ws: ws}
+	return nil
+}
+
+// sealAAD binds a sealed private write set to its transaction id, so
+// ciphertexts cannot be moved between entries.
+func sealAAD(term, index uint64) []byte {
+	return fmt.Appendf(nil, "coco/ledger/v1:%d.%d", term, index)
+}
+
+// maybeSign emits a signature transaction when enough is unsigned. It runs
+// right after processReady, so every proposed entry is persisted and in the
+// tree: the signature covers exactly the entries before it.
+func (n *Node) maybeSign() {
+	if !n.isLeader || n.applied < n.readyIndex || n.txSinceSig == 0 {
+		return
+	}
+	if n.txSinceSig < n.cfg.SigTxInterval && time.Since(n.lastSig) < n.cfg.SigInterval {
+		return
+	}
+	n.treeMu.RLock()
+	size := n.tree.Size()
+	root := n.tree.Root()
+	n.treeMu.RUnlock()
+	seq := n.lastIndex + 1
+	if size != n.lastIndex {
+		n.log.Error("merkle tree out of step with the log; not signing", "tree", size, "log", n.lastIndex)
+		return
+	}
+	sig, err := n.cfg.NodeKey.Sign(rand.Reader, root[:], crypto.SHA256)
+	if err != nil {
+		n.log.Error("sign root", "err", err)
+		return
+	}
+	id := TxID{View: n.term, Seqno: seq}
+	now := time.Now()
+	cose, err := receipt.SignRoot(n.cfg.ServiceKey, root, receipt.SignOptions{TxID: id.String(), IssuedAt: now, Issuer: "coco", Subject: "ledger.signature"})
+	if err != nil {
+		n.log.Error("cose sign root", "err", err)
+		return
+	}
+	le, err := ledger.NewSignatureEntry(n.term, seq, &ledger.Signature{
+		View: n.term, Seqno: seq, TreeSize: size, Root: hex.EncodeToString(root[:]),
+		NodeID: n.cfg.NodeID, Cert: string(n.cfg.NodeCertPEM), Sig: sig, COSE: cose,
+	})
+	if err != nil {
+		n.log.Error("signature entry", "err", err)
+		return
+	}
+	ce, err := n.cfg.Keyring.CommitEvidence(le.Term, le.Index)
+	if err != nil {
+		n.log.Error("commit evidence", "err", err)
+		return
+	}
+	le.CommitEvidenceDigest = sha256.Sum256([]byte(ce))
+	if err := n.proposeEntry(le, n.emptyWS); err != nil {
+		n.log.Warn("propose signature", "err", err)
+		return
+	}
+	n.txSinceSig = 0
+	n.lastSig = now
+}
+
+func (n *Node) processReady() error {
+	for n.rn.HasReady() {
+		rd := n.rn.Ready()
+		if len(rd.Entries) > 0 {
+			if err := n.persistEntries(rd.Entries); err != nil {
+				return err
+			}
+		}
+		if hs := rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
+			n.st.setHardState(hs)
+			mustSave := hs.GetTerm() != n.persisted.Term || hs.GetVote() != n.persisted.Vote
+			n.persisted.Term, n.persisted.Vote, n.persisted.Commit = hs.GetTerm(), hs.GetVote(), hs.GetCommit()
+			if mustSave {
+				if err := n.writeState(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(rd.Entries) > 0 {
+			if err := n.cfg.Ledger.Sync(); err != nil {
+				return fmt.Errorf("consensus: sync ledger: %w", err)
+			}
+		}
+		if rd.SoftState != nil {
+			n.roleChange(rd.SoftState)
+		}
+		if len(rd.Messages) > 0 {
+			n.cfg.Transport.Send(rd.Messages)
+		}
+		if len(rd.CommittedEntries) > 0 {
+			if err := n.applyCommitted(rd.CommittedEntries); err != nil {
+				return err
+			}
+		}
+		n.rn.Advance(rd)
+		n.publishStatus()
+	}
+	n.saveState(false)
+	return nil
+}
+
+// persistEntries appends entries to the ledger (truncating a conflicting
+// suffix) and to the Merkle tree.
+func (n *Node) persistEntries(ents []*pb.Entry) error {
+	les := make([]*ledger.Entry, len(ents))
+	for i, e := range ents {
+		if o, ok := n.own[e.GetIndex()]; ok && o.le.Term == e.GetTerm() {
+			les[i] = o.le
+			continue
+		}
+		le, err := ledgerEntry(e)
+		if err != nil {
+			return err
+		}
+		les[i] = le
+	}
+	first := les[0].Index
+	if err := n.st.append(ents, les); err != nil {
+		return err
+	}
+	n.treeMu.Lock()
+	if first <= n.tree.Size() {
+		if err := n.tree.Truncate(first - 1); err != nil {
+			n.treeMu.Unlock()
+			return fmt.Errorf("consensus: truncate merkle tree: %w", err)
+		}
+	}
+	for _, le := range les {
+		n.tree.Append(le.Leaf())
+	}
+	n.treeMu.Unlock()
+
+	n.sigMu.Lock()
+	k := sort.Search(len(n.sigs), func(i int) bool { return n.sigs[i] >= first })
+	n.sigs = n.sigs[:k]
+	for _, le := range les {
+		if le.Kind == ledger.KindSignature {
+			n.sigs = append(n.sigs, le.Index)
+		}
+	}
+	n.sigMu.Unlock()
+	if !n.isLeader {
+		n.lastIndex = les[len(les)-1].Index
+	}
+	return nil
+}
+
+func (n *Node) roleChange(ss *raft.SoftState) {
+	wasLeader := n.isLeader
+	n.isLeader = ss.RaftState == raft.StateLeader
+	n.term = n.rn.BasicStatus().GetTerm()
+	switch {
+	case n.isLeader && !wasLeader:
+		// Raft appended an empty entry for the new term in this very Ready;
+		// we may order writes once it is applied.
+		n.lastIndex = n.cfg.Ledger.LastIndex()
+		n.readyIndex = n.lastIndex
+		n.txSinceSig = 1 // sign the new view promptly
+		n.log.Info("became primary", "view", n.term, "ready_at", n.readyIndex)
+	case !n.isLeader && wasLeader:
+		n.log.Info("stepped down", "view", n.term)
+		n.stepDown()
+	}
+}
+
+// stepDown forgets this node's uncommitted proposals: the kv head goes back
+// to the committed state, and whatever of them does commit is re-applied
+// from the log like any other committed entry.
+func (n *Node) stepDown() {
+	n.isLeader = false
+	if err := n.cfg.Store.Rollback(n.cfg.Store.CommittedVersion()); err != nil {
+		n.log.Error("rollback kv", "err", err)
+	}
+	clear(n.own)
+	n.lastIndex = n.cfg.Ledger.LastIndex()
+}
+
+func (n *Node) applyCommitted(ents []*pb.Entry) error {
+	var last uint64
+	for _, e := range ents {
+		idx := e.GetIndex()
+		if idx <= n.applied {
+			continue
+		}
+		var le *ledger.Entry
+		var ws *kv.WriteSet
+		if o, ok := n.own[idx]; ok && o.le.Term == e.GetTerm() {
+			le, ws = o.le, o.ws
+			delete(n.own, idx)
+		} else {
+			var err error
+			if le, err = ledgerEntry(e); err != nil {
+				return err
+			}
+			if ws, err = n.applyEntry(le); err != nil {
+				return fmt.Errorf("consensus: apply committed entry %s: %w", le.TxID(), err)
+			}
+		}
+		if t := e.GetType(); t == pb.EntryConfChange || t == pb.EntryConfChangeV2 {
+			if err := n.applyConfChange(e); err != nil {
+				return err
+			}
+		}
+		n.applied = idx
+		n.commitView = e.GetTerm()
+		last = idx
+		n.notifyCommit(le, ws)
+	}
+	if last == 0 {
+		return nil
+	}
+	if err := n.cfg.Store.MarkCommitted(last); err != nil {
+		return fmt.Errorf("consensus: mark committed %d: %w", last, err)
+	}
+	if err := n.cfg.Ledger.Commit(last); err != nil {
+		return fmt.Errorf("consensus: ledger commit %d: %w", last, err)
+	}
+	// Answer the waiting clients only now, so that what they do next (read
+	// their write, ask for its status) sees it committed.
+	n.publishStatus()
+	for _, e := range ents {
+		idx := e.GetIndex()
+		if w, ok := n.waiters[idx]; ok {
+			delete(n.waiters, idx)
+			if w.term == e.GetTerm() {
+				w.done <- result{id: TxID{View: w.term, Seqno: idx}}
+			} else {
+				w.done <- result{err: ErrInvalidated}
+			}
+		}
+	}
+	return nil
+}
+
+// applyEntry applies a committed entry that this node did not execute to the
+// kv store, keeping store versions equal to seqnos.
+func (n *Node) applyEntry(le *ledger.Entry) (*kv.WriteSet, error) {
+	ws := n.emptyWS
+	if le.Kind == ledger.KindTx {
+		var err error
+		if ws, err = n.DecodeWriteSet(le); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.cfg.Store.Apply(le.Index, ws); err != nil {
+		return nil, err
+	}
+	return ws, nil
+}
+
+// DecodeWriteSet returns the full write set of a transaction entry,
+// decrypting its private part.
+func (n *Node) DecodeWriteSet(le *ledger.Entry) (*kv.WriteSet, error) {
+	pub, err := kv.UnmarshalWriteSet(le.Public)
+	if err != nil {
+		return nil, fmt.Errorf("public write set: %w", err)
+	}
+	if len(le.Private) == 0 {
+		return pub, nil
+	}
+	plain, err := n.cfg.Keyring.Open(le.Private, sealAAD(le.Term, le.Index))
+	if err != nil {
+		return nil, fmt.Errorf("private write set: %w", err)
+	}
+	priv, err := kv.UnmarshalWriteSet(plain)
+	if err != nil {
+		return nil, fmt.Errorf("private write set: %w", err)
+	}
+	return kv.MergeWriteSets(pub, priv), nil
+}
+
+func (n *Node) applyConfChange(e *pb.Entry) error {
+	var cc pb.ConfChangeI
+	if e.GetType() == pb.EntryConfChange {
+		var c pb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			return fmt.Errorf("consensus: conf change %d: %w", e.GetIndex(), err)
+		}
+		cc = &c
+	} else {
+		var c pb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			return fmt.Errorf("consensus: conf change %d: %w", e.GetIndex(), err)
+		}
+		cc = &c
+	}
+	cs := n.rn.ApplyConfChange(cc)
+	n.st.setConfState(cs)
+	n.persisted.Voters = cs.GetVoters()
+	n.persisted.Learners = cs.GetLearners()
+	return n.writeState()
+}
+
+func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {
+	if n.cfg.OnCommit == nil || le.Kind == ledger.KindInternal {
+		return
+	}
+	n.cfg.OnCommit(CommittedTx{TxID: TxID{View: le.Term, Seqno: le.Index}, Kind: le.Kind, WriteSet: ws})
+}
+
+// saveState persists the commit index now and then (and at shutdown) so a
+// restart replays less; term and vote are saved synchronously elsewhere.
+func (n *Node) saveState(force bool) {
+	if !force && time.Since(n.lastStateSave) < time.Second {
+		return
+	}
+	n.lastStateSave = time.Now()
+	if n.savedCommit == n.persisted.Commit {
+		return
+	}
+	if err := n.writeState(); err != nil {
+		n.log.Warn("save raft state", "err", err)
+	}
+}
+
+func (n *Node) writeState() error {
+	if err := writeState(n.statePath, &n.persisted); err != nil {
+		return err
+	}
+	n.savedCommit = n.persisted.Commit
+	return nil
+}
+
+func (n *Node) failWaiters(err error) {
+	for idx, w := range n.waiters {
+		w.done <- result{err: err}
+		delete(n.waiters, idx)
+	}
+}
+
+func (n *Node) publishStatus() {
+	bs := n.rn.BasicStatus()
+	n.sigMu.RLock()
+	sigCount := uint64(len(n.sigs))
+	var lastSigned uint64
+	for i := len(n.sigs) - 1; i >= 0; i-- {
+		if n.sigs[i] <= n.applied {
+			lastSigned = n.sigs[i]
+			break
+		}
+	}
+	n.sigMu.RUnlock()
+	n.status.Store(&Status{
+		ID:              n.cfg.ID,
+		View:            bs.GetTerm(),
+		Leader:          bs.Lead,
+		IsPrimary:       n.isLeader,
+		WritesReady:     n.isLeader && n.applied >= n.readyIndex,
+		CommitIndex:     n.applied,
+		CommitView:      n.commitView,
+		LastIndex:       n.cfg.Ledger.LastIndex(),
+		Signatures:      sigCount,
+		LastSignedSeqno: lastSigned,
+	})
+}
+
+// Status returns the latest published consensus status.
+func (n *Node) Status() Status { return *n.status.Load() }

@@ -1,0 +1,305 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cocoledger/coco/app"
+	"github.com/cocoledger/coco/consensus"
+	cococrypto "github.com/cocoledger/coco/crypto"
+	"github.com/cocoledger/coco/gov"
+	"github.com/cocoledger/coco/kv"
+)
+
+// TxIDHeader carries a transaction id, in responses to writes and in
+// historical requests, as in CCF.
+const TxIDHeader = "x-ms-ccf-transaction-id"
+
+// route is one endpoint: an application handler, or a raw HTTP handler for
+// the few framework endpoints that write their own bodies (metrics).
+type route struct {
+	ep  app.Endpoint
+	raw http.Handler
+}
+
+func (n *Node) buildRoutes() map[string]map[string]*route {
+	routes := map[string]map[string]*route{}
+	add := func(r *route) {
+		m := routes[r.ep.Path]
+		if m == nil {
+			m = map[string]*route{}
+			routes[r.ep.Path] = m
+		}
+		m[r.ep.Method] = r
+	}
+	for _, ep := range n.frameworkEndpoints() {
+		add(&route{ep: ep})
+	}
+	for _, a := range n.cfg.Apps {
+		for _, ep := range a.Endpoints() {
+			add(&route{ep: ep})
+		}
+	}
+	add(&route{ep: app.Endpoint{Method: http.MethodGet, Path: "/metrics", Auth: app.AuthNone, Summary: "Prometheus metrics"}, raw: n.metrics.handler()})
+	return routes
+}
+
+// statusWriter remembers the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// ServeHTTP routes, authenticates and runs one request. Request bodies are
+// never logged.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	label := "unknown"
+	defer func() {
+		n.metrics.observe(label, r.Method, sw.status, time.Since(start))
+	}()
+
+	methods, ok := n.routes[r.URL.Path]
+	if !ok {
+		writeError(sw, app.Errorf(http.StatusNotFound, "ResourceNotFound", "unknown path: %s", r.URL.Path))
+		return
+	}
+	label = r.URL.Path
+	rt, ok := methods[r.Method]
+	if !ok {
+		allowed := make([]string, 0, len(methods))
+		for m := range methods {
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		sw.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(sw, app.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		return
+	}
+	caller, aerr := n.authenticate(r, rt.ep.Auth)
+	if aerr != nil {
+		writeError(sw, aerr)
+		return
+	}
+	if rt.raw != nil {
+		rt.raw.ServeHTTP(sw, r)
+		return
+	}
+	if r.ContentLength > n.cfg.MaxBodySize {
+		writeError(sw, tooLarge(n.cfg.MaxBodySize))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(sw, r.Body, n.cfg.MaxBodySize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(sw, tooLarge(n.cfg.MaxBodySize))
+			return
+		}
+		writeError(sw, app.BadRequest("reading request body: %v", err))
+		return
+	}
+	c := &app.Context{Request: r, Query: r.URL.Query(), Body: body, Caller: caller}
+	switch rt.ep.Mode {
+	case app.ReadOnly:
+		n.runReadOnly(sw, rt.ep, c)
+	case app.Historical:
+		n.runHistorical(sw, rt.ep, c)
+	default:
+		n.runReadWrite(r.Context(), sw, rt.ep, c)
+	}
+}
+
+func tooLarge(limit int64) *app.Error {
+	return app.Errorf(http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "request body exceeds the limit of %d bytes", limit)
+}
+
+// authenticate checks the caller's TLS client certificate against the
+// registered users in the committed state.
+func (n *Node) authenticate(r *http.Request, auth app.Auth) (app.Caller, *app.Error) {
+	if auth == app.AuthNone {
+		return app.Caller{}, nil
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "this endpoint requires a TLS client certificate registered as a user")
+	}
+	id := cococrypto.CertID(r.TLS.PeerCertificates[0])
+	if _, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id); !ok {
+		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate %s is not registered as a user", id)
+	}
+	return app.Caller{Kind: "user", ID: id}, nil
+}
+
+func (n *Node) runReadOnly(w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
+	c.Tx = n.store.BeginReadOnly()
+	resp, err := ep.Handler(c)
+	n.respond(w, resp, err)
+}
+
+func (n *Node) runHistorical(w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
+	h := c.Request.Header.Get(TxIDHeader)
+	if h == "" {
+		writeError(w, app.BadRequest("historical queries need the %s request header", TxIDHeader))
+		return
+	}
+	id, err := consensus.ParseTxID(h)
+	if err != nil {
+		writeError(w, app.BadRequest("%s: %v", TxIDHeader, err))
+		return
+	}
+	st, err := n.cons.TxStatus(id)
+	if err != nil {
+		n.respond(w, nil, err)
+		return
+	}
+	if e := txStatusError(id, st); e != nil {
+		writeError(w, e)
+		return
+	}
+	c.Tx = n.store.BeginReadOnly()
+	c.Historical = &historicalState{n: n, seqno: id.Seqno}
+	resp, err := ep.Handler(c)
+	n.respond(w, resp, err)
+}
+
+// txStatusError is the error for a transaction that is not committed.
+func txStatusError(id consensus.TxID, st consensus.TxStatus) *app.Error {
+	switch st {
+	case consensus.TxCommitted:
+		return nil
+	case consensus.TxInvalid:
+		return app.Errorf(http.StatusNotFound, "TransactionInvalid", "transaction %s is invalid: it was dropped by a view change", id)
+	default:
+		return app.Errorf(http.StatusNotFound, "TransactionPendingOrUnknown", "transaction %s is %s, not committed", id, st)
+	}
+}
+
+// runReadWrite executes a transaction on the head state, orders it and
+// waits for it to commit, re-executing it when a concurrent commit
+// invalidated what it read.
+func (n *Node) runReadWrite(ctx context.Context, w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
+	for attempt := 1; ; attempt++ {
+		c.Tx = n.store.Begin()
+		resp, err := ep.Handler(c)
+		if err != nil || !c.Tx.HasWrites() {
+			n.respond(w, resp, err)
+			return
+		}
+		id, err := n.cons.Submit(ctx, c.Tx, [32]byte{})
+		if err == nil {
+			w.Header().Set(TxIDHeader, id.String())
+			n.respond(w, resp, nil)
+			return
+		}
+		if errors.Is(err, kv.ErrConflict) && attempt < n.cfg.MaxConflictRetries {
+			n.metrics.conflicts.Inc()
+			continue
+		}
+		n.respond(w, nil, err)
+		return
+	}
+}
+
+// respond writes a handler's response, or maps its error to a JSON error.
+func (n *Node) respond(w http.ResponseWriter, resp *app.Response, err error) {
+	if err != nil {
+		writeError(w, n.toAppError(err))
+		return
+	}
+	if resp == nil {
+		resp = &app.Response{Status: http.StatusNoContent}
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	switch {
+	case resp.Raw != nil:
+		ct := resp.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(status)
+		_, _ = w.Write(resp.Raw)
+	case resp.Body != nil:
+		b, err := json.Marshal(resp.Body)
+		if err != nil {
+			n.log.Error("encode response", "err", err)
+			writeError(w, app.Errorf(http.StatusInternalServerError, "InternalError", "could not encode the response"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+	default:
+		w.WriteHeader(status)
+	}
+}
+
+func (n *Node) toAppError(err error) *app.Error {
+	var ae *app.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, kv.ErrConflict):
+		return app.Errorf(http.StatusConflict, "TransactionConflict", "the transaction conflicted with concurrent ones %d times; retry", n.cfg.MaxConflictRetries)
+	case errors.Is(err, consensus.ErrNotPrimary):
+		return app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "this node is not the primary and cannot order writes")
+	case errors.Is(err, consensus.ErrNotReady):
+		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the primary is catching up; retry shortly")
+	case errors.Is(err, consensus.ErrInvalidated):
+		return app.Errorf(http.StatusServiceUnavailable, "TransactionInvalidated", "the transaction was dropped by a view change and will not commit; retry")
+	case errors.Is(err, consensus.ErrStopped):
+		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the node is shutting down")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return app.Errorf(http.StatusServiceUnavailable, "RequestCancelled", "the request was cancelled before its transaction committed; check /node/tx")
+	}
+	n.log.Error("request failed", "err", err)
+	return app.Errorf(http.StatusInternalServerError, "InternalError", "internal error")
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, e *app.Error) {
+	b, _ := json.Marshal(errorBody{Error: errorDetail{Code: e.Code, Message: e.Message}})
+	w.Header().Set("Content-Type", "application/json")
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(b)
+}

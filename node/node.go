@@ -1,0 +1,266 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cocoledger/coco/app"
+	"github.com/cocoledger/coco/consensus"
+	cococrypto "github.com/cocoledger/coco/crypto"
+	"github.com/cocoledger/coco/gov"
+	"github.com/cocoledger/coco/kv"
+	"github.com/cocoledger/coco/ledger"
+)
+
+// Config configures a node.
+type Config struct {
+	DataDir    string
+	RPCAddress string // host:port for the HTTPS API
+	// UserCerts are PEM certificate files registered as users when the node
+	// starts (until governance lands, this is how users are added).
+	UserCerts []string
+	Apps      []app.Application
+
+	MaxBodySize     int64         // default 1 MiB
+	LedgerChunkSize int64         // default 4 MiB
+	SigTxInterval   uint64        // default 5000
+	SigInterval     time.Duration // default 100ms
+	TickInterval    time.Duration // default 50ms
+	// MaxConflictRetries bounds re-execution of a conflicting transaction.
+	MaxConflictRetries int // default 10
+	Version            string
+	Logger             *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = 1 << 20
+	}
+	if c.MaxConflictRetries <= 0 {
+		c.MaxConflictRetries = 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+}
+
+// Node is a running coco node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      *identity
+	led     *ledger.Ledger
+	store   *kv.Store
+	cons    *consensus.Node
+	hist    *historyIndex
+	metrics *metrics
+	routes  map[string]map[string]*route
+	srv     *http.Server
+	ln      net.Listener
+
+	cancel  context.CancelFunc
+	consErr chan error
+}
+
+// Start opens (or creates) the node in cfg.DataDir, starts consensus and
+// the HTTPS API, and returns once the node serves requests. A new data
+// directory starts a new service with this node as its only member.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	cfg.setDefaults()
+	if cfg.DataDir == "" {
+		return nil, errors.New("node: a data directory is required")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
+		return nil, fmt.Errorf("node: create data dir: %w", err)
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	n.led, err = ledger.Open(ledger.Options{Dir: filepath.Join(cfg.DataDir, LedgerDir), ChunkSize: cfg.LedgerChunkSize, Logger: cfg.Logger.With("component", "ledger")})
+	if err != nil {
+		return nil, err
+	}
+	newService := n.led.LastIndex() == 0
+	if n.id, err = loadOrCreateIdentity(cfg.DataDir, certHosts(cfg.RPCAddress), newService); err != nil {
+		return nil, err
+	}
+	n.hist = newHistoryIndex(cfg.Apps)
+	n.metrics = newMetrics(n)
+
+	n.cons, err = consensus.New(consensus.Config{
+		ID:            n.id.raftID,
+		NodeID:        n.id.nodeID,
+		StateDir:      cfg.DataDir,
+		LedgerDir:     filepath.Join(cfg.DataDir, LedgerDir),
+		Ledger:        n.led,
+		Store:         n.store,
+		Keyring:       n.id.keyring,
+		NodeKey:       n.id.nodeKey,
+		NodeCertPEM:   n.id.nodeCertPEM,
+		ServiceKey:    n.id.serviceKey,
+		Bootstrap:     newService,
+		TickInterval:  cfg.TickInterval,
+		SigTxInterval: cfg.SigTxInterval,
+		SigInterval:   cfg.SigInterval,
+		OnCommit:      n.onCommit,
+		Logger:        cfg.Logger.With("component", "consensus"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { n.consErr <- n.cons.Run(runCtx) }()
+
+	if err := n.waitWritable(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.registerService(ctx); err != nil {
+		return nil, err
+	}
+
+	n.routes = n.buildRoutes()
+	if n.ln, err = net.Listen("tcp", cfg.RPCAddress); err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddress, err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{n.id.nodeCert.Raw}, PrivateKey: n.id.nodeKey, Leaf: n.id.nodeCert}
+	n.srv = &http.Server{
+		Handler: n,
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{cert},
+			// Users present self-signed certificates; they are checked
+			// against the registered identities on every request.
+			ClientAuth: tls.RequestClientCert,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := n.srv.ServeTLS(n.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("https server stopped", "err", err)
+		}
+	}()
+	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "new_service", newService)
+	return n, nil
+}
+
+// waitWritable waits until this node is primary and caught up, which for a
+// single-node service takes one election.
+func (n *Node) waitWritable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !n.cons.Status().WritesReady {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: consensus did not become ready: %w", ctx.Err())
+		case err := <-n.consErr:
+			return fmt.Errorf("node: consensus stopped: %w", err)
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// registerService writes the genesis state of a new service (service info,
+// this node) and registers the configured users that are not yet known.
+func (n *Node) registerService(ctx context.Context) error {
+	users := map[string][]byte{}
+	for _, path := range n.cfg.UserCerts {
+		cert, err := cococrypto.ReadCertFile(path)
+		if err != nil {
+			return fmt.Errorf("node: user certificate: %w", err)
+		}
+		users[cococrypto.CertID(cert)] = cococrypto.EncodeCertPEM(cert)
+	}
+	addr := n.cfg.RPCAddress
+	for attempt := 0; ; attempt++ {
+		tx := n.store.Begin()
+		if _, ok := tx.Get(gov.ServiceInfo, gov.ServiceKey); !ok {
+			svc, _ := json.Marshal(gov.Service{Status: gov.StatusOpen, Cert: string(cococrypto.EncodeCertPEM(n.id.serviceCert))})
+			if err := tx.Put(gov.ServiceInfo, gov.ServiceKey, svc); err != nil {
+				return err
+			}
+		}
+		info, _ := json.Marshal(gov.NodeInfo{NodeID: n.id.nodeID, RaftID: n.id.raftID, Status: gov.NodeTrusted, Cert: string(n.id.nodeCertPEM), RPCAddress: addr})
+		if old, ok := tx.Get(gov.NodesInfo, n.id.nodeID); !ok || string(old) != string(info) {
+			if err := tx.Put(gov.NodesInfo, n.id.nodeID, info); err != nil {
+				return err
+			}
+		}
+		for id, pem := range users {
+			if _, ok := tx.Get(gov.UsersCerts, id); !ok {
+				if err := tx.Put(gov.UsersCerts, id, pem); err != nil {
+					return err
+				}
+			}
+		}
+		if !tx.HasWrites() {
+			return nil
+		}
+		_, err := n.cons.Submit(ctx, tx, [32]byte{})
+		if errors.Is(err, kv.ErrConflict) && attempt < n.cfg.MaxConflictRetries {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("node: register service: %w", err)
+		}
+		return nil
+	}
+}
+
+func (n *Node) onCommit(c consensus.CommittedTx) {
+	n.hist.record(c.TxID.Seqno, c.WriteSet)
+	n.metrics.committed.Inc()
+}
+
+// Addr is the address the HTTPS API listens on.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// NodeID is the node's id.
+func (n *Node) NodeID() string { return n.id.nodeID }
+
+// ServiceCertPath is the path of the service certificate clients pin.
+func (n *Node) ServiceCertPath() string { return filepath.Join(n.cfg.DataDir, ServiceCertFile) }
+
+// Close stops serving, stops consensus and closes the ledger.
+func (n *Node) Close() error {
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.srv.Shutdown(ctx); err != nil {
+			n.srv.Close()
+		}
+		cancel()
+	} else if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.cons != nil && n.cancel != nil {
+		n.cancel()
+		<-n.consErr
+	}
+	var err error
+	if n.led != nil {
+		err = n.led.Close()
+	}
+	n.log.Info("node stopped")
+	return err
+}

@@ -1,0 +1,419 @@
+// Package sandbox launches a local coco service for development and tests:
+// one OS process per node on 127.0.0.1, members and users with keys, and
+// DIR/sandbox.json describing it all (the sandbox contract in DESIGN.md).
+package sandbox
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	cococrypto "github.com/cocoledger/coco/crypto"
+)
+
+// Info is the content of sandbox.json.
+type Info struct {
+	ServiceCert string       `json:"service_cert"`
+	ChainID     uint64       `json:"chain_id"`
+	Nodes       []NodeInfo   `json:"nodes"`
+	Members     []MemberInfo `json:"members"`
+	Users       []UserInfo   `json:"users"`
+}
+
+// NodeInfo describes one node process.
+type NodeInfo struct {
+	NodeID     string   `json:"node_id"`
+	RPCAddress string   `json:"rpc_address"`
+	PID        int      `json:"pid"`
+	DataDir    string   `json:"data_dir"`
+	Args       []string `json:"args"`
+}
+
+// MemberInfo describes one member's key files.
+type MemberInfo struct {
+	Name   string `json:"name"`
+	ID     string `json:"id"`
+	Cert   string `json:"cert"`
+	Key    string `json:"key"`
+	EncKey string `json:"enc_key"`
+}
+
+// UserInfo describes one user's key files.
+type UserInfo struct {
+	Name       string `json:"name"`
+	ID         string `json:"id"`
+	Cert       string `json:"cert"`
+	Key        string `json:"key"`
+	EthAddress string `json:"eth_address"`
+	EthKey     string `json:"eth_key"`
+}
+
+// DefaultChainID is the Ethereum chain id of sandbox services.
+const DefaultChainID = 1337
+
+// Config configures a sandbox.
+type Config struct {
+	Dir     string
+	Nodes   int
+	Members int
+	Users   int
+	// Binary is the coco executable; it is copied into Dir/bin so that the
+	// nodes' args stay valid after `go run` deletes its temporary build.
+	Binary string
+	// NodeArgs are extra flags passed to every `coco node start`.
+	NodeArgs []string
+	Logger   *slog.Logger
+	// Ready, if set, is called once the service is open and sandbox.json written.
+	Ready func(*Info)
+}
+
+// Run starts (or restarts) the sandbox service in cfg.Dir and keeps it
+// running until ctx is done, then stops the nodes cleanly.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	cfg.Dir = dir
+	if cfg.Nodes != 1 {
+		return fmt.Errorf("sandbox: only --nodes 1 is supported until replication lands (got %d)", cfg.Nodes)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	bin, err := installBinary(cfg.Binary, dir)
+	if err != nil {
+		return err
+	}
+	info, err := Load(filepath.Join(dir, "sandbox.json"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if info, err = create(cfg, bin); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		cfg.Logger.Info("restarting existing sandbox", "dir", dir)
+		for i := range info.Nodes {
+			info.Nodes[i].Args[0] = bin
+		}
+	}
+
+	procs := make([]*exec.Cmd, len(info.Nodes))
+	defer func() { stopAll(procs, cfg.Logger) }()
+	for i := range info.Nodes {
+		p, err := startNode(&info.Nodes[i])
+		if err != nil {
+			return err
+		}
+		procs[i] = p
+	}
+	if err := waitOpen(ctx, info); err != nil {
+		return err
+	}
+	for i := range info.Nodes {
+		if info.Nodes[i].NodeID == "" {
+			if info.Nodes[i].NodeID, err = readNodeID(info.Nodes[i].DataDir); err != nil {
+				return err
+			}
+		}
+	}
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := cococrypto.WriteFileAtomic(filepath.Join(dir, "sandbox.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("sandbox: write sandbox.json: %w", err)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(info)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Load reads a sandbox.json.
+func Load(path string) (*Info, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("sandbox: %s: %w", path, err)
+	}
+	if len(info.Nodes) == 0 {
+		return nil, fmt.Errorf("sandbox: %s lists no nodes", path)
+	}
+	return &info, nil
+}
+
+func installBinary(src, dir string) (string, error) {
+	if src == "" {
+		var err error
+		if src, err = os.Executable(); err != nil {
+			return "", fmt.Errorf("sandbox: find coco executable: %w", err)
+		}
+	}
+	dst := filepath.Join(dir, "bin", "coco")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", fmt.Errorf("sandbox: copy coco binary: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return dst, os.Rename(tmp, dst)
+}
+
+// create makes the keys of a new sandbox and the nodes' command lines.
+func create(cfg Config, bin string) (*Info, error) {
+	dir := cfg.Dir
+	info := &Info{ChainID: DefaultChainID}
+	keys := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return nil, err
+	}
+	for i := 0; i < cfg.Members; i++ {
+		name := "member" + strconv.Itoa(i)
+		id, cert, key, err := newIdentity(keys, name)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := cococrypto.GenerateEncryptionKey()
+		if err != nil {
+			return nil, err
+		}
+		encPath := filepath.Join(keys, name+"_enc_privk.pem")
+		if err := cococrypto.WriteKeyFile(encPath, enc); err != nil {
+			return nil, err
+		}
+		pub, err := cococrypto.EncodePublicKeyPEM(&enc.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		if err := cococrypto.WriteFileAtomic(filepath.Join(keys, name+"_enc_pubk.pem"), pub, 0o644); err != nil {
+			return nil, err
+		}
+		info.Members = append(info.Members, MemberInfo{Name: name, ID: id, Cert: cert, Key: key, EncKey: encPath})
+	}
+	var userCerts []string
+	for i := 0; i < cfg.Users; i++ {
+		name := "user" + strconv.Itoa(i)
+		id, cert, key, err := newIdentity(keys, name)
+		if err != nil {
+			return nil, err
+		}
+		hexKey, addr, err := cococrypto.GenerateEthKey()
+		if err != nil {
+			return nil, err
+		}
+		ethPath := filepath.Join(keys, name+"_eth_key")
+		if err := cococrypto.WriteFileAtomic(ethPath, []byte(hexKey+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		info.Users = append(info.Users, UserInfo{Name: name, ID: id, Cert: cert, Key: key, EthAddress: addr, EthKey: ethPath})
+		userCerts = append(userCerts, cert)
+	}
+	for i := 0; i < cfg.Nodes; i++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		data := filepath.Join(dir, "node"+strconv.Itoa(i))
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		args := []string{bin, "node", "start", "--data-dir", data, "--rpc-address", addr}
+		for _, c := range userCerts {
+			args = append(args, "--user-cert", c)
+		}
+		args = append(args, cfg.NodeArgs...)
+		info.Nodes = append(info.Nodes, NodeInfo{RPCAddress: addr, DataDir: data, Args: args})
+	}
+	info.ServiceCert = filepath.Join(info.Nodes[0].DataDir, "service_cert.pem")
+	return info, nil
+}
+
+func newIdentity(dir, name string) (id, certPath, keyPath string, err error) {
+	k, err := cococrypto.GenerateKey()
+	if err != nil {
+		return "", "", "", err
+	}
+	cert, err := cococrypto.SelfSignedCert(k, name, 365*24*time.Hour, false)
+	if err != nil {
+		return "", "", "", err
+	}
+	certPath = filepath.Join(dir, name+"_cert.pem")
+	keyPath = filepath.Join(dir, name+"_privk.pem")
+	if err := cococrypto.WriteKeyFile(keyPath, k); err != nil {
+		return "", "", "", err
+	}
+	if err := cococrypto.WriteCertFile(certPath, cert); err != nil {
+		return "", "", "", err
+	}
+	return cococrypto.CertID(cert), certPath, keyPath, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startNode starts one node process, logging to DATA_DIR/node.log. The node
+// gets SIGTERM if the sandbox dies, so no orphan keeps the port.
+func startNode(n *NodeInfo) (*exec.Cmd, error) {
+	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(n.DataDir, "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(n.Args[0], n.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("sandbox: start node: %w", err)
+	}
+	n.PID = cmd.Process.Pid
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+	}()
+	return cmd, nil
+}
+
+func stopAll(procs []*exec.Cmd, log *slog.Logger) {
+	for _, p := range procs {
+		if p != nil && p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, p := range procs {
+		if p == nil || p.Process == nil {
+			continue
+		}
+		for processAlive(p.Process.Pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if processAlive(p.Process.Pid) {
+			log.Warn("node did not stop in time; killing it", "pid", p.Process.Pid)
+			_ = p.Process.Kill()
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	// Signal 0 checks existence; a reaped child is gone (ESRCH).
+	return syscall.Kill(pid, 0) == nil && !isZombie(pid)
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	for i := len(b) - 1; i > 0; i-- {
+		if b[i] == ')' && i+2 < len(b) {
+			return b[i+2] == 'Z'
+		}
+	}
+	return false
+}
+
+// waitOpen waits until every node answers and the service is Open.
+func waitOpen(ctx context.Context, info *Info) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		err := checkOpen(ctx, info)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox: service did not open (see %s): %w", filepath.Join(info.Nodes[0].DataDir, "node.log"), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func checkOpen(ctx context.Context, info *Info) error {
+	pem, err := os.ReadFile(info.ServiceCert)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("sandbox: %s holds no certificate", info.ServiceCert)
+	}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
+	defer client.CloseIdleConnections()
+	for _, n := range info.Nodes {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+n.RPCAddress+"/node/network", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		var net struct {
+			Status string `json:"service_status"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&net)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if net.Status != "Open" {
+			return fmt.Errorf("service is %s", net.Status)
+		}
+	}
+	return nil
+}
+
+func readNodeID(dataDir string) (string, error) {
+	k, err := cococrypto.ReadKeyFile(filepath.Join(dataDir, "node_key.pem"))
+	if err != nil {
+		return "", err
+	}
+	return cococrypto.KeyID(k.Public())
+}
