@@ -228,3 +228,23 @@ func copyDir(t testing.TB, src string) string {
 	}
 	return dst
 }
+
+func hexDecodeInto(dst []byte, s string) (int, error) { return hex.Decode(dst, []byte(s)) }
+
+// signatureEntryFor signs a given root (not a tree) with id's keys.
+func (id *identities) signatureEntryFor(t testing.TB, term, index uint64, root merkle.Hash, size uint64) *Entry {
+	t.Helper()
+	sig, err := ecdsa.SignASN1(rand.Reader, id.nodeKey, root[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cose, err := receipt.SignRoot(id.serviceKey, root, receipt.SignOptions{TxID: fmt.Sprintf("%d.%d", term, index), IssuedAt: time.Unix(1700000000, 0), Issuer: "coco", Subject: "ledger.signature"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewSignatureEntry(term, index, &Signature{View: term, Seqno: index, TreeSize: size, Root: hex.EncodeToString(root[:]), NodeID: id.nodeID, Cert: id.nodeCertPEM, Sig: sig, COSE: cose})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}

@@ -78,4 +78,3 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) 
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 }
-
