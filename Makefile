@@ -1,0 +1,32 @@
+# coco's build and checks. `make test` is the command CI runs (.ci/run).
+GO ?= go
+
+.PHONY: all build test vet fmt-check fuzz bench-log clean
+
+all: build
+
+build:
+	$(GO) build -o bin/coco ./cmd/coco
+
+# The default suite: formatting, vet, and every test (unit, fuzz seed
+# corpora, end-to-end with real coco processes) under the race detector.
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Short fuzzing of every decoder (not part of `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./ledger -run '^$$' -fuzz FuzzUnmarshalEntry -fuzztime $(FUZZTIME)
+	$(GO) test ./kv -run '^$$' -fuzz FuzzUnmarshalWriteSet -fuzztime $(FUZZTIME)
+	$(GO) test ./receipt -run '^$$' -fuzz FuzzParseJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./receipt -run '^$$' -fuzz FuzzVerifyCOSE -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin workspace
