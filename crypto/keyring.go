@@ -145,7 +145,10 @@ func checkSecrets(secrets []LedgerSecret) error {
 func (k *Keyring) Add(s LedgerSecret) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	old := k.state.Load()
+	old, err := k.load()
+	if err != nil {
+		return fmt.Errorf("add ledger secret: %w", err)
+	}
 	if _, dup := old.byID[s.ID]; dup {
 		return fmt.Errorf("add ledger secret: duplicate id %d", s.ID)
 	}
@@ -170,7 +173,10 @@ func (k *Keyring) Add(s LedgerSecret) error {
 
 // Secrets returns a copy of the secrets, ordered by From.
 func (k *Keyring) Secrets() []LedgerSecret {
-	st := k.state.Load()
+	st, err := k.load()
+	if err != nil {
+		return nil
+	}
 	out := make([]LedgerSecret, len(st.byFrom))
 	for i, e := range st.byFrom {
 		out[i] = e.secret
@@ -188,8 +194,25 @@ func (k *Keyring) SecretAt(seqno uint64) (LedgerSecret, error) {
 	return e.secret, nil
 }
 
+// errNoKeyring: a zero Keyring, which has no secrets and cannot get any.
+var errNoKeyring = errors.New("keyring has no secrets (create it with NewKeyring)")
+
+// load returns the current secrets; it guards against a zero Keyring so
+// misuse is an error rather than a nil dereference.
+func (k *Keyring) load() (*keyringState, error) {
+	st := k.state.Load()
+	if st == nil || len(st.byFrom) == 0 {
+		return nil, errNoKeyring
+	}
+	return st, nil
+}
+
 func (k *Keyring) entryAt(seqno uint64) (*keyEntry, error) {
-	es := k.state.Load().byFrom
+	st, err := k.load()
+	if err != nil {
+		return nil, err
+	}
+	es := st.byFrom
 	// The number of secrets with From <= seqno; the last of them is in force.
 	n := sort.Search(len(es), func(i int) bool { return es[i].secret.From > seqno })
 	if n == 0 {
@@ -229,7 +252,11 @@ func (k *Keyring) Open(sealed, aad []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open: %w: %d bytes is shorter than the %d-byte overhead", ErrDecrypt, len(sealed), SealOverhead)
 	}
 	id := binary.BigEndian.Uint32(sealed)
-	e, ok := k.state.Load().byID[id]
+	st, err := k.load()
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	e, ok := st.byID[id]
 	if !ok {
 		return nil, fmt.Errorf("open: %w %d", ErrUnknownKey, id)
 	}

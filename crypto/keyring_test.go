@@ -376,3 +376,22 @@ func keysOf(ss []LedgerSecret) []string {
 	}
 	return out
 }
+
+func TestZeroKeyring(t *testing.T) {
+	var k Keyring
+	if _, err := k.Seal(1, nil, nil); err == nil {
+		t.Error("Seal on zero keyring")
+	}
+	if _, err := k.Open(make([]byte, SealOverhead), nil); err == nil {
+		t.Error("Open on zero keyring")
+	}
+	if _, err := k.CommitEvidence(1, 1); err == nil {
+		t.Error("CommitEvidence on zero keyring")
+	}
+	if err := k.Add(fixedSecret(1, 1)); err == nil {
+		t.Error("Add on zero keyring")
+	}
+	if k.Secrets() != nil {
+		t.Error("Secrets on zero keyring")
+	}
+}
