@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -20,9 +22,10 @@ func newNodeCmd() *cobra.Command {
 
 func newNodeStartCmd() *cobra.Command {
 	var (
-		cfg       node.Config
-		logLevel  string
-		logFormat string
+		cfg        node.Config
+		logLevel   string
+		logFormat  string
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -39,6 +42,13 @@ The node runs until SIGINT or SIGTERM.`,
 			}
 			cfg.Logger = logger
 			cfg.Version = Version
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			cfg.Apps = []app.Application{logging.App{}}
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
@@ -60,6 +70,7 @@ The node runs until SIGINT or SIGTERM.`,
 	f.DurationVar(&cfg.TickInterval, "tick-interval", 50*time.Millisecond, "raft tick interval")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file")
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd
 }
@@ -77,4 +88,20 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) 
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+// startCPUProfile profiles the process until the returned stop is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
