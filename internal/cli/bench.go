@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +55,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure coco's throughput and latency",
 	}
-	cmd.AddCommand(newBenchLogCmd(), newBenchCeilingCmd())
+	cmd.AddCommand(newBenchLogCmd(), newBenchCeilingCmd(), newBenchCeilingServerCmd())
 	return cmd
 }
 
@@ -68,7 +73,7 @@ func newBenchLogCmd() *cobra.Command {
 		Long: `Runs closed-loop clients that POST unique entries to the logging app of
 the sandbox described by --sandbox and prints committed writes/s and latency
 as a markdown table row. With --ceiling, the identical workload is then run
-against an in-memory HTTPS server in this process, the ceiling of the
+against a trivial in-memory HTTPS server in a process of its own, the ceiling of the
 HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -111,7 +116,7 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by `coco sandbox` (or its directory)")
 	fl.StringVar(&user, "user", "user0", "sandbox user whose certificate authenticates the writes")
 	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node instead of the first")
-	fl.BoolVar(&ceiling, "ceiling", false, "also measure the in-process HTTPS ceiling with the same workload")
+	fl.BoolVar(&ceiling, "ceiling", false, "also measure the HTTPS ceiling (trivial in-memory server process) with the same workload")
 	return cmd
 }
 
@@ -121,7 +126,7 @@ func newBenchCeilingCmd() *cobra.Command {
 		Use:   "ceiling",
 		Short: "Writes/s of a trivial in-memory HTTPS server (no sandbox needed)",
 		Long: `Measures the ceiling of the HTTP+TLS layer on this machine: the logging
-workload against an in-process HTTPS server that stores entries in a map,
+workload against a trivial HTTPS server (a process of its own) that stores entries in a map,
 with no consensus, ledger or fsync.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -143,17 +148,73 @@ with no consensus, ledger or fsync.`,
 	return cmd
 }
 
-// runBenchCeiling runs cfg, minus its targets and CA, against a fresh in-process
-// ceiling server.
+// runBenchCeiling runs cfg, minus its targets and CA, against a fresh ceiling
+// server in a process of its own, as coco's node is: a server sharing the
+// load generator's process would look faster than any real server can be.
 func runBenchCeiling(ctx context.Context, out io.Writer, cfg bench.LogConfig) (*bench.Result, error) {
-	srv, err := bench.StartCeilingServer(ctx)
+	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = srv.Close() }()
-	cfg.Targets = []string{srv.Addr()}
-	cfg.ServiceCert = srv.CACert
-	return runBench(ctx, out, cfg, "https-ceiling "+srv.Addr())
+	dir, err := os.MkdirTemp("", "coco-ceiling-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	caPath := filepath.Join(dir, "ca.pem")
+	cmd := exec.CommandContext(ctx, exe, "bench", "ceiling-server", "--ca-out", caPath)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start ceiling server: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("ceiling server did not report its address: %w", err)
+	}
+	addr = strings.TrimSpace(addr)
+	if cfg.ServiceCert, err = bench.LoadCertificate(caPath); err != nil {
+		return nil, err
+	}
+	cfg.Targets = []string{addr}
+	return runBench(ctx, out, cfg, "https-ceiling "+addr)
+}
+
+// newBenchCeilingServerCmd runs the ceiling server as a process of its own
+// for runBenchCeiling: it writes its CA certificate, prints its address on
+// one line and serves until SIGTERM.
+func newBenchCeilingServerCmd() *cobra.Command {
+	var caOut string
+	cmd := &cobra.Command{
+		Use:    "ceiling-server",
+		Short:  "Serve the HTTPS ceiling (used by bench log --ceiling and bench ceiling)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			srv, err := bench.StartCeilingServer(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer func() { _ = srv.Close() }()
+			if err := os.WriteFile(caOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.CACert.Raw}), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), srv.Addr())
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&caOut, "ca-out", "", "where to write the server's CA certificate")
+	_ = cmd.MarkFlagRequired("ca-out")
+	return cmd
 }
 
 func runBench(ctx context.Context, out io.Writer, cfg bench.LogConfig, label string) (*bench.Result, error) {
