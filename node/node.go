@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/cocoledger/coco/app"
@@ -72,12 +73,13 @@ type Node struct {
 
 	cancel  context.CancelFunc
 	consErr chan error
+	lock    *os.File
 }
 
 // Start opens (or creates) the node in cfg.DataDir, starts consensus and
 // the HTTPS API, and returns once the node serves requests. A new data
 // directory starts a new service with this node as its only member.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
@@ -85,12 +87,21 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consErr: make(chan error, 1)}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			n.Close()
 		}
 	}()
+	var err error
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	// Bind before touching the ledger, so a busy port changes nothing.
+	if n.ln, err = net.Listen("tcp", cfg.RPCAddress); err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddress, err)
+	}
 
 	n.led, err = ledger.Open(ledger.Options{Dir: filepath.Join(cfg.DataDir, LedgerDir), ChunkSize: cfg.LedgerChunkSize, Logger: cfg.Logger.With("component", "ledger")})
 	if err != nil {
@@ -136,9 +147,6 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 
 	n.routes = n.buildRoutes()
-	if n.ln, err = net.Listen("tcp", cfg.RPCAddress); err != nil {
-		return nil, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddress, err)
-	}
 	cert := tls.Certificate{Certificate: [][]byte{n.id.nodeCert.Raw}, PrivateKey: n.id.nodeKey, Leaf: n.id.nodeCert}
 	n.srv = &http.Server{
 		Handler: n,
@@ -159,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 	}()
 	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "new_service", newService)
+	started = true
 	return n, nil
 }
 
@@ -261,6 +270,23 @@ func (n *Node) Close() error {
 	if n.led != nil {
 		err = n.led.Close()
 	}
+	if n.lock != nil {
+		n.lock.Close() // releases the flock
+	}
 	n.log.Info("node stopped")
 	return err
+}
+
+// lockDataDir takes an exclusive lock on the data directory for the life of
+// the process: two nodes appending to one ledger would corrupt it.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("node: lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("node: data dir %s is in use by another coco process: %w", dir, err)
+	}
+	return f, nil
 }
