@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -191,7 +192,11 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 // runCoco runs a coco CLI command to completion.
 func runCoco(t testing.TB, args ...string) (out string, code int) {
 	t.Helper()
-	cmd := exec.Command(cocoBin, args...)
+	// A command that should exit but serves instead (a node started on a
+	// ledger it should refuse) must not hang the suite.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cocoBin, args...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	cmd.WaitDelay = stopTimeout
