@@ -157,12 +157,11 @@ type waiter struct {
 
 // Node drives raft for one coco node.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	rn        *raft.RawNode
-	st        *storage
-	statePath string
-	persisted persistentState
+	cfg   Config
+	log   *slog.Logger
+	rn    *raft.RawNode
+	st    *storage
+	state *stateStore
 
 	// Merkle tree over every entry in the log; written by the loop, read by
 	// receipt requests. Only the uncommitted suffix is ever truncated.
@@ -173,26 +172,26 @@ type Node struct {
 	sigs  []uint64 // seqnos of signature entries in the log, ascending
 
 	// Loop-owned state.
-	term          uint64
-	isLeader      bool
-	readyIndex    uint64 // first index of our term; writes wait until it is applied
-	lastIndex     uint64 // last index in the log including unpersisted proposals
-	applied       uint64
-	commitView    uint64
-	own           map[uint64]ownEntry
-	waiters       map[uint64]waiter
-	txSinceSig    uint64
-	lastSig       time.Time
-	lastStateSave time.Time
-	savedCommit   uint64
-	emptyWS       *kv.WriteSet
+	term       uint64
+	isLeader   bool
+	readyIndex uint64 // first index of our term; writes wait until it is applied
+	lastIndex  uint64 // last index in the log including unpersisted proposals
+	applied    uint64
+	commitView uint64
+	own        map[uint64]ownEntry
+	waiters    map[uint64]waiter
+	txSinceSig uint64
+	lastSig    time.Time
+	emptyWS    *kv.WriteSet
 
-	status   atomic.Pointer[Status]
-	submitCh chan *proposal
-	recvCh   chan *pb.Message
-	stop     chan struct{}
-	stopped  chan struct{}
-	stopOnce sync.Once
+	status       atomic.Pointer[Status]
+	submitCh     chan *proposal
+	recvCh       chan *pb.Message
+	local        *localQueue
+	appenderDone chan struct{}
+	stop         chan struct{}
+	stopped      chan struct{}
+	stopOnce     sync.Once
 }
 
 const stateFile = "raft_state.json"
@@ -205,36 +204,36 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("consensus: raft id must be non-zero")
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		statePath: filepath.Join(cfg.StateDir, stateFile),
-		tree:      merkle.New(),
-		own:       make(map[uint64]ownEntry),
-		waiters:   make(map[uint64]waiter),
-		emptyWS:   &kv.WriteSet{},
-		submitCh:  make(chan *proposal, 4096),
-		recvCh:    make(chan *pb.Message, 4096),
-		stop:      make(chan struct{}),
-		stopped:   make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		tree:     merkle.New(),
+		own:      make(map[uint64]ownEntry),
+		waiters:  make(map[uint64]waiter),
+		emptyWS:  &kv.WriteSet{},
+		submitCh: make(chan *proposal, 4096),
+		recvCh:   make(chan *pb.Message, 4096),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		local:    newLocalQueue(),
 	}
-	st, err := readState(n.statePath)
+	statePath := filepath.Join(cfg.StateDir, stateFile)
+	st, err := readState(statePath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if cfg.Ledger.LastIndex() > 0 {
-			return nil, fmt.Errorf("consensus: %s is missing but the ledger has %d entries; refusing to guess the raft state", n.statePath, cfg.Ledger.LastIndex())
+			return nil, fmt.Errorf("consensus: %s is missing but the ledger has %d entries; refusing to guess the raft state", statePath, cfg.Ledger.LastIndex())
 		}
 		st = &persistentState{}
 		if cfg.Bootstrap {
 			st.Voters = []uint64{cfg.ID}
 		}
-		if err := writeState(n.statePath, st); err != nil {
+		if err := writeState(statePath, st); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, err
 	}
-	n.persisted = *st
-	n.savedCommit = st.Commit
+	n.state = &stateStore{path: statePath, st: *st, savedCommit: st.Commit}
 
 	// Everything known committed is replayed into the kv store; raft hands us
 	// the rest as it commits.
@@ -266,6 +265,8 @@ func New(cfg Config) (*Node, error) {
 		MaxInflightMsgs:           256,
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
+		// The appender persists while the loop keeps ordering proposals.
+		AsyncStorageWrites:        true,
 		PreVote:                   true,
 		DisableProposalForwarding: true, // backups forward at the HTTP layer, with the caller's identity
 		Logger:                    raftLogger{cfg.Logger.With("component", "raft")},
@@ -313,8 +314,20 @@ func (n *Node) Run(ctx context.Context) error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 
+	jobs := make(chan *appendJob, 1024)
+	failed := make(chan error, 1)
+	n.appenderDone = make(chan struct{})
+	go n.appender(jobs, n.local, failed)
+	defer func() {
+		close(jobs)
+		<-n.appenderDone
+		if err := n.state.saveCommit(true); err != nil {
+			n.log.Warn("save raft state", "err", err)
+		}
+	}()
+
 	// A lone voter need not wait an election timeout to lead.
-	if cs := n.persisted; len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
+	if cs := n.state.get(); len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
 		if err := n.rn.Campaign(); err != nil {
 			return fmt.Errorf("consensus: campaign: %w", err)
 		}
@@ -322,22 +335,29 @@ func (n *Node) Run(ctx context.Context) error {
 	n.lastSig = time.Now()
 	defer n.failWaiters(ErrStopped)
 	for {
-		if err := n.processReady(); err != nil {
+		if err := n.processReady(jobs); err != nil {
 			n.log.Error("consensus loop stopped", "err", err)
 			return err
 		}
 		n.maybeSign()
-		if err := n.processReady(); err != nil {
+		if err := n.processReady(jobs); err != nil {
 			n.log.Error("consensus loop stopped", "err", err)
 			return err
 		}
+		if err := n.state.saveCommit(false); err != nil {
+			n.log.Warn("save raft state", "err", err)
+		}
 		select {
 		case <-ctx.Done():
-			n.saveState(true)
 			return ctx.Err()
 		case <-n.stop:
-			n.saveState(true)
 			return nil
+		case err := <-failed:
+			return err
+		case <-n.local.notify:
+			for _, m := range n.local.take() {
+				n.step(m)
+			}
 		case <-ticker.C:
 			n.rn.Tick()
 		case m := <-n.recvCh:
@@ -539,50 +559,53 @@ func (n *Node) maybeSign() {
 	n.lastSig = now
 }
 
-func (n *Node) processReady() error {
+// processReady hands raft's output to its destinations: log appends to the
+// appender, committed entries to apply (done here, in order), and messages
+// to peers. With asynchronous storage writes raft attaches to each local
+// storage message the responses to release once it is done.
+func (n *Node) processReady(jobs chan<- *appendJob) error {
 	for n.rn.HasReady() {
 		rd := n.rn.Ready()
-		if len(rd.Entries) > 0 {
-			if err := n.persistEntries(rd.Entries); err != nil {
-				return err
-			}
-		}
-		if hs := rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
-			n.st.setHardState(hs)
-			mustSave := hs.GetTerm() != n.persisted.Term || hs.GetVote() != n.persisted.Vote
-			n.persisted.Term, n.persisted.Vote, n.persisted.Commit = hs.GetTerm(), hs.GetVote(), hs.GetCommit()
-			if mustSave {
-				if err := n.writeState(); err != nil {
+		var peers []*pb.Message
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				ents, err := n.prepareAppend(m.GetEntries())
+				if err != nil {
 					return err
 				}
-			}
-		}
-		if len(rd.Entries) > 0 {
-			if err := n.cfg.Ledger.Sync(); err != nil {
-				return fmt.Errorf("consensus: sync ledger: %w", err)
+				jobs <- &appendJob{msg: m, ents: ents}
+			case raft.LocalApplyThread:
+				if err := n.applyCommitted(m.GetEntries()); err != nil {
+					return err
+				}
+				for _, r := range m.GetResponses() {
+					n.step(r)
+				}
+			default:
+				peers = append(peers, m)
 			}
 		}
 		if rd.SoftState != nil {
 			n.roleChange(rd.SoftState)
 		}
-		if len(rd.Messages) > 0 {
-			n.cfg.Transport.Send(rd.Messages)
+		if len(peers) > 0 {
+			n.cfg.Transport.Send(peers)
 		}
-		if len(rd.CommittedEntries) > 0 {
-			if err := n.applyCommitted(rd.CommittedEntries); err != nil {
-				return err
-			}
-		}
-		n.rn.Advance(rd)
 		n.publishStatus()
 	}
-	n.saveState(false)
 	return nil
 }
 
-// persistEntries appends entries to the ledger (truncating a conflicting
-// suffix) and to the Merkle tree.
-func (n *Node) persistEntries(ents []*pb.Entry) error {
+// prepareAppend converts entries raft is about to persist into ledger
+// entries and brings the Merkle tree (and the list of signatures) in step
+// with the log, truncating a conflicting suffix. It runs before the entries
+// are durable: the tree mirrors raft's log, and receipts only ever use the
+// committed prefix.
+func (n *Node) prepareAppend(ents []*pb.Entry) ([]*ledger.Entry, error) {
+	if len(ents) == 0 {
+		return nil, nil
+	}
 	les := make([]*ledger.Entry, len(ents))
 	for i, e := range ents {
 		if o, ok := n.own[e.GetIndex()]; ok && o.le.Term == e.GetTerm() {
@@ -591,19 +614,16 @@ func (n *Node) persistEntries(ents []*pb.Entry) error {
 		}
 		le, err := ledgerEntry(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		les[i] = le
 	}
 	first := les[0].Index
-	if err := n.st.append(ents, les); err != nil {
-		return err
-	}
 	n.treeMu.Lock()
 	if first <= n.tree.Size() {
 		if err := n.tree.Truncate(first - 1); err != nil {
 			n.treeMu.Unlock()
-			return fmt.Errorf("consensus: truncate merkle tree: %w", err)
+			return nil, fmt.Errorf("consensus: truncate merkle tree: %w", err)
 		}
 	}
 	for _, le := range les {
@@ -620,10 +640,8 @@ func (n *Node) persistEntries(ents []*pb.Entry) error {
 		}
 	}
 	n.sigMu.Unlock()
-	if !n.isLeader {
-		n.lastIndex = les[len(les)-1].Index
-	}
-	return nil
+	n.lastIndex = les[len(les)-1].Index
+	return les, nil
 }
 
 func (n *Node) roleChange(ss *raft.SoftState) {
@@ -632,9 +650,8 @@ func (n *Node) roleChange(ss *raft.SoftState) {
 	n.term = n.rn.BasicStatus().GetTerm()
 	switch {
 	case n.isLeader && !wasLeader:
-		// Raft appended an empty entry for the new term in this very Ready;
-		// we may order writes once it is applied.
-		n.lastIndex = n.cfg.Ledger.LastIndex()
+		// Raft appended an empty entry for the new term in this very Ready
+		// (prepareAppend has seen it); we may order writes once it is applied.
 		n.readyIndex = n.lastIndex
 		n.txSinceSig = 1 // sign the new view promptly
 		n.log.Info("became primary", "view", n.term, "ready_at", n.readyIndex)
@@ -653,7 +670,6 @@ func (n *Node) stepDown() {
 		n.log.Error("rollback kv", "err", err)
 	}
 	clear(n.own)
-	n.lastIndex = n.cfg.Ledger.LastIndex()
 }
 
 func (n *Node) applyCommitted(ents []*pb.Entry) error {
@@ -767,9 +783,7 @@ func (n *Node) applyConfChange(e *pb.Entry) error {
 	}
 	cs := n.rn.ApplyConfChange(cc)
 	n.st.setConfState(cs)
-	n.persisted.Voters = cs.GetVoters()
-	n.persisted.Learners = cs.GetLearners()
-	return n.writeState()
+	return n.state.setConf(cs.GetVoters(), cs.GetLearners())
 }
 
 func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {
@@ -777,29 +791,6 @@ func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {
 		return
 	}
 	n.cfg.OnCommit(CommittedTx{TxID: TxID{View: le.Term, Seqno: le.Index}, Kind: le.Kind, WriteSet: ws})
-}
-
-// saveState persists the commit index now and then (and at shutdown) so a
-// restart replays less; term and vote are saved synchronously elsewhere.
-func (n *Node) saveState(force bool) {
-	if !force && time.Since(n.lastStateSave) < time.Second {
-		return
-	}
-	n.lastStateSave = time.Now()
-	if n.savedCommit == n.persisted.Commit {
-		return
-	}
-	if err := n.writeState(); err != nil {
-		n.log.Warn("save raft state", "err", err)
-	}
-}
-
-func (n *Node) writeState() error {
-	if err := writeState(n.statePath, &n.persisted); err != nil {
-		return err
-	}
-	n.savedCommit = n.persisted.Commit
-	return nil
 }
 
 func (n *Node) failWaiters(err error) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
+	"time"
 
 	cococrypto "github.com/cocoledger/coco/crypto"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -54,4 +56,60 @@ func (st *persistentState) hardState() *pb.HardState {
 func (st *persistentState) confState() *pb.ConfState {
 	cs := &pb.ConfState{Voters: append([]uint64(nil), st.Voters...), Learners: append([]uint64(nil), st.Learners...)}
 	return pb.EnsureConfState(cs)
+}
+
+// stateStore guards the persisted raft state: the appender saves HardState
+// changes, the loop saves configuration changes and, lazily, the commit index.
+type stateStore struct {
+	mu          sync.Mutex
+	path        string
+	st          persistentState
+	savedCommit uint64
+	lastSave    time.Time
+}
+
+func (s *stateStore) get() persistentState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+// setHard records a HardState; a new term or vote is saved before it
+// returns (raft's safety depends on it), a new commit index only lazily.
+func (s *stateStore) setHard(term, vote, commit uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mustSave := term != s.st.Term || vote != s.st.Vote
+	s.st.Term, s.st.Vote, s.st.Commit = term, vote, max(commit, s.st.Commit)
+	if !mustSave {
+		return nil
+	}
+	return s.saveLocked()
+}
+
+func (s *stateStore) setConf(voters, learners []uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Voters, s.st.Learners = voters, learners
+	return s.saveLocked()
+}
+
+// saveCommit saves the commit index at most once a second (or now, when
+// forced), so that a restart replays less of the ledger.
+func (s *stateStore) saveCommit(force bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.savedCommit == s.st.Commit || (!force && time.Since(s.lastSave) < time.Second) {
+		return nil
+	}
+	return s.saveLocked()
+}
+
+func (s *stateStore) saveLocked() error {
+	if err := writeState(s.path, &s.st); err != nil {
+		return err
+	}
+	s.savedCommit = s.st.Commit
+	s.lastSave = time.Now()
+	return nil
 }
