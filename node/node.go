@@ -71,9 +71,10 @@ type Node struct {
 	srv     *http.Server
 	ln      net.Listener
 
-	cancel  context.CancelFunc
-	consErr chan error
-	lock    *os.File
+	cancel   context.CancelFunc
+	consDone chan struct{} // closed when the consensus loop returns
+	consErr  error         // its error; read only after consDone
+	lock     *os.File
 }
 
 // Start opens (or creates) the node in cfg.DataDir, starts consensus and
@@ -87,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consErr: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consDone: make(chan struct{})}
 	started := false
 	defer func() {
 		if !started {
@@ -137,7 +138,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	go func() { n.consErr <- n.cons.Run(runCtx) }()
+	go func() {
+		n.consErr = n.cons.Run(runCtx)
+		close(n.consDone)
+	}()
 
 	if err := n.waitWritable(ctx); err != nil {
 		return nil, err
@@ -182,8 +186,8 @@ func (n *Node) waitWritable(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("node: consensus did not become ready: %w", ctx.Err())
-		case err := <-n.consErr:
-			return fmt.Errorf("node: consensus stopped: %w", err)
+		case <-n.consDone:
+			return fmt.Errorf("node: consensus stopped: %w", n.consErr)
 		case <-t.C:
 		}
 	}
@@ -242,6 +246,18 @@ func (n *Node) onCommit(c consensus.CommittedTx) {
 	n.metrics.committed.Inc()
 }
 
+// Wait blocks until ctx is done (nil) or the node can no longer work, for
+// example because its ledger could not be written (the error). Either way
+// the caller should Close the node.
+func (n *Node) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-n.consDone:
+		return fmt.Errorf("node: consensus stopped: %w", n.consErr)
+	}
+}
+
 // Addr is the address the HTTPS API listens on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
@@ -264,7 +280,7 @@ func (n *Node) Close() error {
 	}
 	if n.cons != nil && n.cancel != nil {
 		n.cancel()
-		<-n.consErr
+		<-n.consDone
 	}
 	var err error
 	if n.led != nil {

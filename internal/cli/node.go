@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -55,8 +56,8 @@ The node runs until SIGINT or SIGTERM.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "node %s listening on https://%s (service certificate %s)\n", n.NodeID(), n.Addr(), n.ServiceCertPath())
-			<-cmd.Context().Done()
-			return n.Close()
+			werr := n.Wait(cmd.Context())
+			return errors.Join(werr, n.Close())
 		},
 	}
 	f := cmd.Flags()
