@@ -3,23 +3,21 @@ package bench
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	cococrypto "github.com/cocoledger/coco/crypto"
 )
 
 // CeilingServer is the baseline coco is compared with: the same HTTPS front
@@ -153,39 +151,13 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-func newSerial() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return nil, fmt.Errorf("certificate serial: %w", err)
-	}
-	return n, nil
-}
-
 // newCA makes a self-signed P-256 CA, the shape of coco's service identity.
 func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := cococrypto.GenerateKey()
 	if err != nil {
 		return nil, nil, fmt.Errorf("ceiling CA key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "coco bench ceiling service"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ceiling CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := cococrypto.SelfSignedCert(key, "coco bench ceiling service", 24*time.Hour, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ceiling CA certificate: %w", err)
 	}
@@ -195,55 +167,30 @@ func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 // newServerCert issues a P-256 server certificate for 127.0.0.1/localhost,
 // like a node certificate endorsed by the service identity.
 func newServerCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := cococrypto.GenerateKey()
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("ceiling server key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "coco bench ceiling node"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	cert, err := cococrypto.IssueCert(key.Public(), cococrypto.CertOptions{
+		CommonName: "coco bench ceiling node", Hosts: []string{"127.0.0.1", "localhost"},
+		Validity: 24 * time.Hour, ServerAuth: true,
+	}, ca, caKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("ceiling server certificate: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
 }
 
 // NewClientCert makes a throwaway self-signed P-256 client certificate, for
 // running against the ceiling server when no sandbox user is at hand.
 func NewClientCert() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := cococrypto.GenerateKey()
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("client key: %w", err)
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "coco bench user"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := cococrypto.SelfSignedCert(key, "coco bench user", 24*time.Hour, false)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("client certificate: %w", err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
 }

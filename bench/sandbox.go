@@ -11,47 +11,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cocoledger/coco/sandbox"
 )
 
 // ErrInvalidSandbox is wrapped by every LoadSandbox validation error.
 var ErrInvalidSandbox = errors.New("invalid sandbox file")
 
 // Sandbox is the content of sandbox.json, as written by `coco sandbox`
-// (see "The sandbox contract" in the design).
+// (see "The sandbox contract" in the design), with the helpers a load
+// generator needs.
 type Sandbox struct {
-	ServiceCert string          `json:"service_cert"`
-	ChainID     uint64          `json:"chain_id"`
-	Nodes       []SandboxNode   `json:"nodes"`
-	Members     []SandboxMember `json:"members"`
-	Users       []SandboxUser   `json:"users"`
-}
-
-// SandboxNode is one node process of a sandbox.
-type SandboxNode struct {
-	NodeID     string   `json:"node_id"`
-	RPCAddress string   `json:"rpc_address"`
-	PID        int      `json:"pid"`
-	DataDir    string   `json:"data_dir"`
-	Args       []string `json:"args"`
-}
-
-// SandboxMember is a consortium member of a sandbox.
-type SandboxMember struct {
-	Name   string `json:"name"`
-	ID     string `json:"id"`
-	Cert   string `json:"cert"`
-	Key    string `json:"key"`
-	EncKey string `json:"enc_key"`
-}
-
-// SandboxUser is a user of a sandbox.
-type SandboxUser struct {
-	Name       string `json:"name"`
-	ID         string `json:"id"`
-	Cert       string `json:"cert"`
-	Key        string `json:"key"`
-	EthAddress string `json:"eth_address"`
-	EthKey     string `json:"eth_key"`
+	sandbox.Info
 }
 
 // LoadSandbox reads and validates the sandbox.json at path. Relative file
@@ -140,7 +111,7 @@ func (sb *Sandbox) RPCAddresses() []string {
 }
 
 // User returns the user called name.
-func (sb *Sandbox) User(name string) (SandboxUser, error) {
+func (sb *Sandbox) User(name string) (sandbox.UserInfo, error) {
 	known := make([]string, 0, len(sb.Users))
 	for _, u := range sb.Users {
 		if u.Name == name {
@@ -148,7 +119,7 @@ func (sb *Sandbox) User(name string) (SandboxUser, error) {
 		}
 		known = append(known, u.Name)
 	}
-	return SandboxUser{}, fmt.Errorf("no user %q in sandbox (have: %s)", name, strings.Join(known, ", "))
+	return sandbox.UserInfo{}, fmt.Errorf("no user %q in sandbox (have: %s)", name, strings.Join(known, ", "))
 }
 
 // UserCertificate loads the TLS client certificate of the user called name.
