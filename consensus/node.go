@@ -238,6 +238,9 @@ func New(cfg Config) (*Node, error) {
 	// Everything known committed is replayed into the kv store; raft hands us
 	// the rest as it commits.
 	last := cfg.Ledger.LastIndex()
+	if st.Commit > last {
+		return nil, fmt.Errorf("consensus: %s records entries up to %d as committed but the ledger in %s ends at %d: committed entries are missing", statePath, st.Commit, cfg.LedgerDir, last)
+	}
 	commitFloor := min(max(st.Commit, cfg.Ledger.CommittedIndex()), last)
 	if err := n.replay(commitFloor); err != nil {
 		return nil, err

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,5 +319,27 @@ func TestPrivateDataIsSealed(t *testing.T) {
 	}
 	if len(ws.Maps) != 1 || string(ws.Maps[0].Writes[0].Value) != "TOP-SECRET-VALUE" {
 		t.Fatalf("decoded write set %+v", ws)
+	}
+}
+
+func TestMissingCommittedEntriesIsAnError(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		f.put(t, "records", fmt.Sprint(i), "v")
+	}
+	f.stop(t)
+	if err := os.RemoveAll(f.cfgBase.LedgerDir); err != nil {
+		t.Fatal(err)
+	}
+	led, err := ledger.Open(ledger.Options{Dir: f.cfgBase.LedgerDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	cfg := f.cfgBase
+	cfg.Ledger, cfg.Store = led, kv.NewStore()
+	_, err = New(cfg)
+	if err == nil || !strings.Contains(err.Error(), "committed entries are missing") {
+		t.Fatalf("New with an emptied ledger: %v", err)
 	}
 }
