@@ -27,6 +27,9 @@ to restart the same service from its ledger.`,
 				return err
 			}
 			cfg.Logger = logger
+			if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			cfg.Ready = func(info *sandbox.Info) {
 				fmt.Fprintf(out, "coco sandbox is open: %d node(s), %d member(s), %d user(s)\n", len(info.Nodes), len(info.Members), len(info.Users))
