@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -81,8 +82,18 @@ type Config struct {
 	// Bootstrap makes this node the single voter of a new service when it
 	// has no persisted raft state.
 	Bootstrap bool
+	// Peers, when set, are the raft ids of every voter of a new multi-node
+	// service (this node's ID among them). Each node of such a service is
+	// started with the same Peers and no persisted raft state, so they all
+	// begin from the same configuration without configuration entries in
+	// the log. Ignored once raft state is persisted; takes precedence over
+	// Bootstrap.
+	Peers []uint64
 
-	TickInterval   time.Duration // default 50ms
+	TickInterval time.Duration // default 50ms
+	// Ticks, if set, replaces the TickInterval ticker: every value received
+	// is one raft tick. Tests use it so elections follow the test's clock.
+	Ticks          <-chan time.Time
 	ElectionTicks  int           // default 10
 	HeartbeatTicks int           // default 1
 	SigTxInterval  uint64        // signature every this many transactions; default 5000
@@ -179,7 +190,12 @@ type Node struct {
 	applied    uint64
 	commitView uint64
 	own        map[uint64]ownEntry
-	waiters    map[uint64]waiter
+	// waiters are the Submit calls waiting for their seqno to commit. A
+	// seqno can have several: this node may order an entry at a seqno in
+	// one view, lose it from its log, and order another there in a later
+	// view while the first could still commit through another primary's log.
+	// Whichever term commits at the seqno decides all of them.
+	waiters    map[uint64][]waiter
 	txSinceSig uint64
 	lastSig    time.Time
 	emptyWS    *kv.WriteSet
@@ -208,7 +224,7 @@ func New(cfg Config) (*Node, error) {
 		log:      cfg.Logger,
 		tree:     merkle.New(),
 		own:      make(map[uint64]ownEntry),
-		waiters:  make(map[uint64]waiter),
+		waiters:  make(map[uint64][]waiter),
 		emptyWS:  &kv.WriteSet{},
 		submitCh: make(chan *proposal, 4096),
 		recvCh:   make(chan *pb.Message, 4096),
@@ -224,7 +240,15 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("consensus: %s is missing but the ledger has %d entries; refusing to guess the raft state", statePath, cfg.Ledger.LastIndex())
 		}
 		st = &persistentState{}
-		if cfg.Bootstrap {
+		switch {
+		case len(cfg.Peers) > 0:
+			if !slices.Contains(cfg.Peers, cfg.ID) {
+				return nil, fmt.Errorf("consensus: peers %v do not include this node's raft id %d", cfg.Peers, cfg.ID)
+			}
+			st.Voters = slices.Clone(cfg.Peers)
+			slices.Sort(st.Voters)
+			st.Voters = slices.Compact(st.Voters)
+		case cfg.Bootstrap:
 			st.Voters = []uint64{cfg.ID}
 		}
 		if err := writeState(statePath, st); err != nil {
@@ -314,8 +338,12 @@ func (n *Node) replay(commitFloor uint64) error {
 // Run drives the node until ctx is cancelled or Stop is called.
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
+	ticks := n.cfg.Ticks
+	if ticks == nil {
+		ticker := time.NewTicker(n.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 
 	jobs := make(chan *appendJob, 1024)
 	failed := make(chan error, 1)
@@ -361,7 +389,7 @@ func (n *Node) Run(ctx context.Context) error {
 			for _, m := range n.local.take() {
 				n.step(m)
 			}
-		case <-ticker.C:
+		case <-ticks:
 			n.rn.Tick()
 		case m := <-n.recvCh:
 			n.step(m)
@@ -418,7 +446,8 @@ func (n *Node) Step(ctx context.Context, m *pb.Message) error {
 // Submit orders tx's writes and waits until they are committed. It returns
 // kv.ErrConflict when tx's reads are stale (re-execute and submit again),
 // ErrNotPrimary / ErrNotReady when this node cannot order writes now, and
-// ErrInvalidated when a view change dropped the transaction.
+// ErrInvalidated, with the transaction's id, when a view change dropped it
+// (its seqno committed with another view's entry).
 func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, error) {
 	p := &proposal{tx: tx, claims: claims, done: make(chan result, 1)}
 	select {
@@ -463,7 +492,7 @@ func (n *Node) propose(p *proposal) {
 		fail(err)
 		return
 	}
-	n.waiters[seq] = waiter{term: n.term, done: p.done}
+	n.waiters[seq] = append(n.waiters[seq], waiter{term: n.term, done: p.done})
 	n.txSinceSig++
 }
 
@@ -720,14 +749,17 @@ func (n *Node) applyCommitted(ents []*pb.Entry) error {
 	n.publishStatus()
 	for _, e := range ents {
 		idx := e.GetIndex()
-		if w, ok := n.waiters[idx]; ok {
-			delete(n.waiters, idx)
+		for _, w := range n.waiters[idx] {
+			// The id goes back with ErrInvalidated too, so the caller can
+			// name the transaction that will never commit.
+			id := TxID{View: w.term, Seqno: idx}
 			if w.term == e.GetTerm() {
-				w.done <- result{id: TxID{View: w.term, Seqno: idx}}
+				w.done <- result{id: id}
 			} else {
-				w.done <- result{err: ErrInvalidated}
+				w.done <- result{id: id, err: ErrInvalidated}
 			}
 		}
+		delete(n.waiters, idx)
 	}
 	return nil
 }
@@ -797,8 +829,10 @@ func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {
 }
 
 func (n *Node) failWaiters(err error) {
-	for idx, w := range n.waiters {
-		w.done <- result{err: err}
+	for idx, ws := range n.waiters {
+		for _, w := range ws {
+			w.done <- result{err: err}
+		}
 		delete(n.waiters, idx)
 	}
 }
