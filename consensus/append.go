@@ -90,8 +90,15 @@ func (n *Node) appender(jobs <-chan *appendJob, local *localQueue, failed chan<-
 	}
 }
 
+// persist writes a batch of jobs: entries first, one fsync, and only then
+// the HardState. A follower's HardState can name as committed the entries
+// that arrive in the same job; were it saved first (or saved lazily by the
+// loop from setHard's record) and the process died before the fsync, the
+// state file would claim committed entries the ledger does not hold, and the
+// node could not restart.
 func (n *Node) persist(batch []*appendJob) error {
 	wrote := false
+	var hs *pb.Message // the last job carrying a HardState
 	for _, j := range batch {
 		m := j.msg
 		if len(m.GetEntries()) > 0 {
@@ -101,10 +108,7 @@ func (n *Node) persist(batch []*appendJob) error {
 			wrote = true
 		}
 		if m.Term != nil {
-			if err := n.state.setHard(m.GetTerm(), m.GetVote(), m.GetCommit()); err != nil {
-				return err
-			}
-			n.st.setHardState(&pb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())})
+			hs = m
 		}
 		if m.GetSnapshot() != nil && m.GetSnapshot().GetMetadata().GetIndex() > 0 {
 			return fmt.Errorf("consensus: raft snapshots are not supported yet")
@@ -114,6 +118,14 @@ func (n *Node) persist(batch []*appendJob) error {
 		if err := n.cfg.Ledger.Sync(); err != nil {
 			return fmt.Errorf("consensus: sync ledger: %w", err)
 		}
+	}
+	if hs != nil {
+		// Term and vote are saved (fsynced) here, before any response of
+		// the batch is released.
+		if err := n.state.setHard(hs.GetTerm(), hs.GetVote(), hs.GetCommit()); err != nil {
+			return err
+		}
+		n.st.setHardState(&pb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(hs.GetCommit())})
 	}
 	return nil
 }

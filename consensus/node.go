@@ -44,6 +44,8 @@ var (
 	ErrNotSigned = errors.New("consensus: transaction is not yet covered by a signature")
 	// ErrNoReceipt: the entry is raft's own and has no receipt.
 	ErrNoReceipt = errors.New("consensus: entry has no receipt")
+	// ErrBadMessage: Step was given a message no peer may send.
+	ErrBadMessage = errors.New("consensus: unacceptable raft message")
 )
 
 // Transport carries raft messages to other nodes. Send must not block the
@@ -272,6 +274,7 @@ func New(cfg Config) (*Node, error) {
 	hs := st.hardState()
 	hs.Commit = new(max(st.Commit, commitFloor))
 	n.st = newStorage(cfg.Ledger, hs, st.confState())
+	n.term = st.Term
 	n.applied = commitFloor
 	n.lastIndex = last
 	if commitFloor > 0 {
@@ -431,8 +434,12 @@ func (n *Node) step(m *pb.Message) {
 	}
 }
 
-// Step delivers a raft message received from a peer.
+// Step delivers a raft message received from a peer. Messages no peer may
+// send are refused with ErrBadMessage.
 func (n *Node) Step(ctx context.Context, m *pb.Message) error {
+	if err := n.checkPeerMessage(m); err != nil {
+		return err
+	}
 	select {
 	case n.recvCh <- m:
 		return nil
@@ -441,6 +448,32 @@ func (n *Node) Step(ctx context.Context, m *pb.Message) error {
 	case <-n.stopped:
 		return ErrStopped
 	}
+}
+
+// checkPeerMessage refuses what would break the loop's invariants if a peer
+// (buggy, or a transport bug) sent it:
+//   - raft's local messages, or anything claiming to come from the local
+//     append/apply threads: a forged MsgStorageAppendResp would make raft
+//     count entries durable that are not, breaking the durability rule;
+//   - proposals: backups forward writes at the HTTP layer and never through
+//     raft (DisableProposalForwarding), and an entry raft appends on a
+//     peer's behalf would shift seqnos away from the ones this primary
+//     assigned (seqno == raft index), stopping the loop;
+//   - messages addressed to another node or from no node or from itself.
+func (n *Node) checkPeerMessage(m *pb.Message) error {
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: nil", ErrBadMessage)
+	case raft.IsLocalMsg(m.GetType()) || raft.IsLocalMsgTarget(m.GetFrom()):
+		return fmt.Errorf("%w: local message %s from %x", ErrBadMessage, m.GetType(), m.GetFrom())
+	case m.GetType() == pb.MsgProp:
+		return fmt.Errorf("%w: proposal from %d", ErrBadMessage, m.GetFrom())
+	case m.GetTo() != n.cfg.ID:
+		return fmt.Errorf("%w: %s for %d delivered to %d", ErrBadMessage, m.GetType(), m.GetTo(), n.cfg.ID)
+	case m.GetFrom() == 0 || m.GetFrom() == n.cfg.ID:
+		return fmt.Errorf("%w: %s from %d", ErrBadMessage, m.GetType(), m.GetFrom())
+	}
+	return nil
 }
 
 // Submit orders tx's writes and waits until they are committed. It returns
@@ -598,6 +631,28 @@ func (n *Node) maybeSign() {
 func (n *Node) processReady(jobs chan<- *appendJob) error {
 	for n.rn.HasReady() {
 		rd := n.rn.Ready()
+		// Leaving the primary role is handled before anything else in this
+		// Ready, so that committed entries of another primary's log are
+		// applied to a head already rolled back to the committed state.
+		// Becoming primary is handled after the entries: readyIndex is the
+		// empty entry raft appended for the new view in this Ready.
+		isLeader := n.isLeader
+		if rd.SoftState != nil {
+			isLeader = rd.SoftState.RaftState == raft.StateLeader
+		}
+		term := n.term
+		if rd.HardState != nil {
+			term = rd.HardState.GetTerm()
+		}
+		if n.isLeader && (!isLeader || term != n.term) {
+			// A new view, even if raft made us primary again within one
+			// batch of messages (no SoftState change shows it): our
+			// pending entries belong to the old view and the new view's
+			// entries must carry the new term.
+			n.log.Info("stepped down", "view", n.term, "new_view", term)
+			n.stepDown()
+		}
+		n.term = term
 		var peers []*pb.Message
 		for _, m := range rd.Messages {
 			switch m.GetTo() {
@@ -618,8 +673,8 @@ func (n *Node) processReady(jobs chan<- *appendJob) error {
 				peers = append(peers, m)
 			}
 		}
-		if rd.SoftState != nil {
-			n.roleChange(rd.SoftState)
+		if isLeader && !n.isLeader {
+			n.becomePrimary()
 		}
 		if len(peers) > 0 {
 			n.cfg.Transport.Send(peers)
@@ -676,21 +731,14 @@ func (n *Node) prepareAppend(ents []*pb.Entry) ([]*ledger.Entry, error) {
 	return les, nil
 }
 
-func (n *Node) roleChange(ss *raft.SoftState) {
-	wasLeader := n.isLeader
-	n.isLeader = ss.RaftState == raft.StateLeader
-	n.term = n.rn.BasicStatus().GetTerm()
-	switch {
-	case n.isLeader && !wasLeader:
-		// Raft appended an empty entry for the new term in this very Ready
-		// (prepareAppend has seen it); we may order writes once it is applied.
-		n.readyIndex = n.lastIndex
-		n.txSinceSig = 1 // sign the new view promptly
-		n.log.Info("became primary", "view", n.term, "ready_at", n.readyIndex)
-	case !n.isLeader && wasLeader:
-		n.log.Info("stepped down", "view", n.term)
-		n.stepDown()
-	}
+// becomePrimary starts ordering writes in view n.term. Raft appended an
+// empty entry for the new view in the Ready that made us primary
+// (prepareAppend has seen it); we may order writes once it is applied.
+func (n *Node) becomePrimary() {
+	n.isLeader = true
+	n.readyIndex = n.lastIndex
+	n.txSinceSig = 1 // sign the new view promptly
+	n.log.Info("became primary", "view", n.term, "ready_at", n.readyIndex)
 }
 
 // stepDown forgets this node's uncommitted proposals: the kv head goes back

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,8 @@ import (
 	"github.com/cocoledger/coco/kv"
 	"github.com/cocoledger/coco/ledger"
 	"github.com/cocoledger/coco/receipt"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 func followers(c *Cluster, leader *Member) []*Member {
@@ -388,4 +392,198 @@ func TestLossyNetwork(t *testing.T) {
 			t.Logf("%d failed writes; network %+v", failures, c.Net.Stats())
 		})
 	}
+}
+
+// TestLeaderChurn cuts off whichever node is primary, round after round,
+// while writers keep submitting unique keys to whoever is primary. Every
+// acknowledged write must be committed on every node, and every write
+// refused or invalidated must be absent everywhere.
+func TestLeaderChurn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seed int64
+		drop float64
+	}{
+		{"clean", 3, 0},
+		{"lossy", 5, 0.1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(t, Options{Seed: tc.seed})
+			c.WaitLeader()
+			c.Net.SetDropRate(tc.drop)
+
+			type outcome struct {
+				key string
+				id  consensus.TxID
+				err error
+			}
+			var (
+				mu       sync.Mutex
+				outcomes []outcome
+				wg       sync.WaitGroup
+			)
+			stop := make(chan struct{})
+			const writers = 4
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						leader := c.Leader()
+						if leader == nil {
+							runtime.Gosched()
+							continue
+						}
+						key := fmt.Sprintf("w%d-%d", w, i)
+						tx := leader.Store.Begin()
+						if err := tx.Put("churn", key, []byte(key)); err != nil {
+							t.Error(err)
+							return
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+						id, err := leader.Node.Submit(ctx, tx, [32]byte{})
+						cancel()
+						mu.Lock()
+						outcomes = append(outcomes, outcome{key, id, err})
+						mu.Unlock()
+					}
+				}()
+			}
+			for round := range 4 {
+				leader := c.WaitLeader()
+				c.Net.Isolate(leader.ID)
+				next := c.WaitLeader(followers(c, leader)...)
+				c.WaitFor(fmt.Sprintf("round %d: writes committing under node %d", round, next.ID), func() bool {
+					return next.Node.Status().CommitIndex > next.Node.Status().LastSignedSeqno
+				})
+				c.Net.Heal()
+				c.Net.SetDropRate(tc.drop)
+				c.WaitFor(fmt.Sprintf("round %d: node %d rejoining", round, leader.ID), func() bool {
+					st := leader.Node.Status()
+					return !st.IsPrimary && st.Leader != 0
+				})
+			}
+			close(stop)
+			// Writers may be waiting on commits: keep time moving.
+			finished := make(chan struct{})
+			go func() { wg.Wait(); close(finished) }()
+			c.WaitFor("the writers to finish", func() bool {
+				select {
+				case <-finished:
+					return true
+				default:
+					return false
+				}
+			})
+			c.Net.Heal()
+			last := c.MustPut("churn", "last", "x")
+			c.WaitCommitted(last.Seqno)
+
+			acked, refused, unknown := 0, 0, 0
+			var ackedIDs []consensus.TxID
+			for _, o := range outcomes {
+				switch {
+				case o.err == nil:
+					acked++
+					ackedIDs = append(ackedIDs, o.id)
+				case errors.Is(o.err, consensus.ErrNotPrimary), errors.Is(o.err, consensus.ErrNotReady),
+					errors.Is(o.err, consensus.ErrInvalidated), errors.Is(o.err, kv.ErrConflict):
+					refused++
+				case errors.Is(o.err, context.DeadlineExceeded):
+					unknown++
+				default:
+					t.Fatalf("submit %s: %v", o.key, o.err)
+				}
+			}
+			if acked == 0 {
+				t.Fatal("no write was acknowledged")
+			}
+			for _, m := range c.Members {
+				tx := m.Store.BeginReadOnly()
+				for _, o := range outcomes {
+					v, ok := tx.Get("churn", o.key)
+					switch {
+					case o.err == nil && (!ok || string(v) != o.key):
+						t.Errorf("node %d: acknowledged %s (%s) is missing", m.ID, o.key, o.id)
+					case o.err != nil && !errors.Is(o.err, context.DeadlineExceeded) && ok:
+						t.Errorf("node %d: %s was refused (%v) but committed", m.ID, o.key, o.err)
+					}
+					if errors.Is(o.err, consensus.ErrInvalidated) {
+						if st, _ := m.Node.TxStatus(o.id); st != consensus.TxInvalid {
+							t.Errorf("node %d: invalidated %s has status %s", m.ID, o.id, st)
+						}
+					}
+				}
+			}
+			checkCommitted(t, c, ackedIDs, nil)
+			c.CheckLedgers()
+			checkSameState(t, c, "churn")
+			t.Logf("%d acknowledged, %d refused, %d unknown; network %+v", acked, refused, unknown, c.Net.Stats())
+		})
+	}
+}
+
+// checkSameState checks that every running member's committed state holds
+// the same keys and values in the named maps.
+func checkSameState(t *testing.T, c *Cluster, mapNames ...string) {
+	t.Helper()
+	var ref map[string]string
+	var refID uint64
+	for _, m := range c.Members {
+		if !m.Running() {
+			continue
+		}
+		got := map[string]string{}
+		tx := m.Store.BeginReadOnly()
+		for _, name := range mapNames {
+			tx.Range(name, func(k string, v []byte) bool {
+				got[name+"/"+k] = string(v)
+				return true
+			})
+		}
+		if ref == nil {
+			ref, refID = got, m.ID
+			continue
+		}
+		if !maps.Equal(ref, got) {
+			t.Errorf("node %d's state (%d keys) differs from node %d's (%d keys)", m.ID, len(got), refID, len(ref))
+		}
+	}
+}
+
+// TestStepRejectsForeignMessages feeds a primary messages no honest peer
+// sends: proposals (backups forward writes at the HTTP layer, never through
+// raft), raft's local storage messages, and messages for another node. The
+// service must keep ordering writes with seqno == raft index.
+func TestStepRejectsForeignMessages(t *testing.T) {
+	c := New(t, Options{})
+	leader := c.WaitLeader()
+	other := followers(c, leader)[0]
+	c.MustPut("records", "a", "1")
+	last := leader.Node.Status().LastIndex
+	for _, tc := range []struct {
+		name string
+		m    *pb.Message
+	}{
+		{"proposal", &pb.Message{Type: pb.MsgProp.Enum(), From: new(other.ID), To: new(leader.ID), Entries: []*pb.Entry{{}}}},
+		{"storage append response", &pb.Message{Type: pb.MsgStorageAppendResp.Enum(), From: new(raft.LocalAppendThread), To: new(leader.ID), Term: new(leader.Node.Status().View), Index: new(last + 100), LogTerm: new(leader.Node.Status().View)}},
+		{"storage apply", &pb.Message{Type: pb.MsgStorageApply.Enum(), From: new(raft.LocalApplyThread), To: new(leader.ID)}},
+		{"wrong recipient", &pb.Message{Type: pb.MsgHeartbeat.Enum(), From: new(other.ID), To: new(uint64(99)), Term: new(leader.Node.Status().View + 5)}},
+	} {
+		// No subtests: the cluster fails the test it was made for.
+		if err := leader.Node.Step(context.Background(), tc.m); err == nil {
+			t.Errorf("Step accepted a %s", tc.name)
+		}
+		id := c.MustPut("records", tc.name, "v")
+		le, err := leader.Ledger.Entry(id.Seqno)
+		if err != nil || le.Kind != ledger.KindTx || le.Term != id.View {
+			t.Fatalf("after a %s: entry at %s is %+v, %v", tc.name, id, le, err)
+		}
+	}
+	c.CheckLedgers()
 }
