@@ -244,7 +244,7 @@ func nilIfEmpty(b []byte) []byte {
 
 func (l *Ledger) createChunk(start uint64) error {
 	name := openChunkName(start)
-	f, err := os.OpenFile(filepath.Join(l.dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(filepath.Join(l.dir, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // owner only, like every file a node writes
 	if err != nil {
 		return fmt.Errorf("ledger: create chunk: %w", err)
 	}

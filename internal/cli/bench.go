@@ -113,7 +113,7 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by `coco sandbox` (or its directory)")
+	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by coco sandbox (or its directory)")
 	fl.StringVar(&user, "user", "user0", "sandbox user whose certificate authenticates the writes")
 	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node instead of the first")
 	fl.BoolVar(&ceiling, "ceiling", false, "also measure the HTTPS ceiling (trivial in-memory server process) with the same workload")
