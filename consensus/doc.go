@@ -6,4 +6,8 @@
 // See docs/design.md ("Transaction life cycle") for the invariants: seqno is
 // the raft index, view is the raft term, and every raft entry is a ledger
 // entry and a Merkle leaf.
+//
+// Package consensustest runs multi-node services in one process over an
+// in-memory network with injected faults, with raft ticks driven by the
+// test (Config.Ticks) rather than by wall time.
 package consensus
