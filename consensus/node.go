@@ -202,6 +202,7 @@ type Node struct {
 	lastSig    time.Time
 	emptyWS    *kv.WriteSet
 
+	fatal        error // set when the loop must stop; Run returns it
 	status       atomic.Pointer[Status]
 	submitCh     chan *proposal
 	recvCh       chan *pb.Message
@@ -377,6 +378,10 @@ func (n *Node) Run(ctx context.Context) error {
 		if err := n.processReady(jobs); err != nil {
 			n.log.Error("consensus loop stopped", "err", err)
 			return err
+		}
+		if n.fatal != nil {
+			n.log.Error("consensus loop stopped", "err", n.fatal)
+			return n.fatal
 		}
 		if err := n.state.saveCommit(false); err != nil {
 			n.log.Warn("save raft state", "err", err)
@@ -555,11 +560,12 @@ func (n *Node) proposeEntry(le *ledger.Entry, ws *kv.WriteSet) error {
 	}
 	n.lastIndex = le.Index
 	if err := n.cfg.Store.Apply(le.Index, ws); err != nil {
-		// The entry is in the log; the kv head no longer matches it. Step
-		// down so the head is rebuilt from committed entries.
-		n.log.Error("apply own proposal", "seqno", le.Index, "err", err)
-		n.stepDown()
-		return fmt.Errorf("consensus: apply: %w", err)
+		// The entry is in raft's log but the kv head cannot take it: an
+		// invariant is broken. Stepping down would leave raft leading a
+		// primary that orders nothing; stop instead (Run returns the error)
+		// and let the restart rebuild the state from the ledger.
+		n.fatal = fmt.Errorf("consensus: apply own proposal %d: %w", le.Index, err)
+		return n.fatal
 	}
 	n.own[le.Index] = ownEntry{le: le, ws: ws}
 	return nil

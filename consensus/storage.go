@@ -30,7 +30,8 @@ type storage struct {
 var _ raft.Storage = (*storage)(nil)
 
 func newStorage(led *ledger.Ledger, hs *pb.HardState, cs *pb.ConfState) *storage {
-	return &storage{led: led, hs: hs, cs: cs, tail: make(map[uint64]*pb.Entry, tailCacheSize)}
+	// Nothing is cached yet: eviction starts from the first entry appended.
+	return &storage{led: led, hs: hs, cs: cs, tail: make(map[uint64]*pb.Entry, tailCacheSize), tailLow: led.LastIndex() + 1}
 }
 
 // InitialState returns the HardState and ConfState loaded at start-up.
@@ -141,6 +142,8 @@ func (s *storage) append(raftEnts []*pb.Entry, ledEnts []*ledger.Entry) error {
 	for _, e := range raftEnts {
 		s.tail[e.GetIndex()] = e
 	}
+	// A truncation can re-add entries below the eviction mark.
+	s.tailLow = min(s.tailLow, first)
 	// Entries are appended in order, so evicting the range that just fell out
 	// of the window keeps the map bounded.
 	if newLast := raftEnts[len(raftEnts)-1].GetIndex(); newLast > tailCacheSize {
