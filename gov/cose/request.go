@@ -290,10 +290,10 @@ func isMemberID(b []byte) bool {
 	return true
 }
 
-// toBeSignedDigest hashes the COSE Sig_structure
-// ["Signature1", protected, external_aad (empty), payload]: exactly the bytes the signature
-// covers, with the protected bstr in its deterministic encoding as the
-// verifier rebuilds it.
+// toBeSignedDigest hashes the COSE Sig_structure ["Signature1", protected,
+// external_aad (empty), payload]: exactly the bytes the signature covers,
+// with the protected bstr in its deterministic encoding as the verifier
+// rebuilds it.
 func toBeSignedDigest(rawProtected cbor.RawMessage, payload []byte) ([32]byte, error) {
 	var protected []byte
 	if err := cbor.Unmarshal(rawProtected, &protected); err != nil {
