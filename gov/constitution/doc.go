@@ -1,0 +1,79 @@
+// Package constitution runs a service's constitution and members' ballots:
+// JavaScript, as in CCF, executed with goja.
+//
+// A constitution exports validate(input), resolve(proposal, proposerId,
+// votes) and apply(proposal, proposalId); a ballot exports vote(proposal,
+// proposerId). The proposal is passed as its JSON string, votes as
+// [{member_id, vote}] with vote the boolean result of each member's ballot.
+// Default returns the default constitution (js/*.js): the actions of
+// DESIGN.md with CCF's argument names, majority of Active members.
+//
+// # Modules
+//
+// goja runs scripts, not ES modules (the version in go.mod has no module
+// loader). The only module syntax accepted is `export` in front of a
+// top-level function, class, const, let or var declaration: the keyword is
+// blanked (so line numbers stay right) and goja's AST of the result is
+// checked to have a top-level declaration where each keyword stood.
+// import, export default and export {...} are refused with a clear error.
+// Code is compiled as strict, as module code is.
+//
+// # Isolation
+//
+// Every call (Validate, Resolve, Apply, EvalBallot) runs in a fresh
+// goja.Runtime that first runs the whole module, so nothing (globals,
+// patched prototypes, closures) survives from one call or proposal to the
+// next. A Constitution holds only immutable compiled code and is safe for
+// concurrent use.
+//
+// # Host API
+//
+// The script sees a global ccf object modelled on CCF's:
+//
+//   - ccf.kv["map"].get(k) / has(k) / set(k, v) / delete(k) /
+//     forEach((value, key) => ...): keys and values are strings (CCF uses
+//     ArrayBuffers; set, delete and bufToStr also accept ArrayBuffers, so
+//     code written with ccf.strToBuf works). Only public maps are visible;
+//     only governance maps (GovMapPrefix) are writable, and only in apply.
+//     resolve reads; validate and ballots have no kv.
+//   - ccf.strToBuf, ccf.bufToStr, ccf.jsonCompatibleToBuf,
+//     ccf.bufToJsonCompatible.
+//   - ccf.pemToId(pem): the member or user id of a certificate (hex SHA-256
+//     of its DER), computed in Go since JS cannot hash.
+//   - ccf.crypto.isValidX509CertBundle(pem), ccf.crypto.isValidPublicKeyPem(pem).
+//   - ccf.checkConstitution(source): "" if source would Parse (compile and
+//     exports only), else the error; the default validate uses it so a
+//     broken constitution cannot be voted in.
+//   - console.log and friends, which discard their output.
+//
+// Apply buffers its writes and hands them to the caller's KV only when the
+// script returns normally, so a failed apply leaves the transaction clean.
+//
+// # Limits and what they do not cover
+//
+// Each call is interrupted after Limits.Timeout (100ms by default):
+// while(true){} in a ballot or constitution returns ErrTimeout and the
+// caller carries on. Recursion is bounded by Limits.MaxCallDepth.
+//
+// goja has no memory limit. What is bounded: source sizes
+// (MaxConstitutionBytes, MaxBallotBytes), the proposal and other arguments
+// (MaxArgBytes, MaxVotes), the bytes one apply may write to the kv
+// (MaxWriteBytes, enforced even if the script catches the error), and the
+// string built-ins that allocate their result in one step (repeat,
+// padStart, padEnd: MaxStringBytes). Everything a script grows step by
+// step in JS (s += s, array.push in a loop) is cut off by the timeout; in
+// 100ms that is at most a few hundred MB.
+//
+// The gap: goja checks for interrupts only between JS instructions, so one
+// built-in call on a huge sparse array (new Array(1e9).join(), .fill(0))
+// runs for seconds to minutes and may allocate gigabytes before the
+// interrupt is seen. Each call therefore runs on its own goroutine: the
+// caller gets ErrTimeout at Limits.HardTimeout and goes on, the kv view is
+// cut off first so the abandoned script can never touch the caller's
+// transaction again, and the goroutine exits when the built-in returns. It
+// still burns a CPU and its memory until then, and nothing bounds how many
+// such goroutines a stream of hostile calls could leave behind. This is
+// acceptable because constitutions only change by a vote of the members
+// and ballots are signed by members, but it is not a sandbox against a
+// hostile member; a process-level or wasm-based sandbox would be.
+package constitution
