@@ -26,4 +26,12 @@
 //	client -> server: frames, each u32 BE length | proto.Marshal(raftpb.Message)
 //
 // The server never writes after the acknowledgement.
+//
+// Wiring, for the node package: create the Transport before consensus.New
+// (which takes it as Config.Transport) with Deliver calling the node's Step
+// through a variable set once the node exists; RaftID is the node id
+// derivation (KeyID of the certificate's key, then raftIDFromNodeID). Call
+// SetPeer for every other node with the node-to-node address it advertises
+// (not its RPC address), and Run alongside the consensus loop; Close it
+// after the consensus loop has stopped.
 package transport

@@ -28,18 +28,11 @@ func (t *Transport) serveInbound(raw net.Conn) {
 	log := t.log.With("remote", raw.RemoteAddr().String())
 
 	conn := tls.Server(raw, t.serverTLS())
-	if err := conn.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
-		return
-	}
-	if err := conn.HandshakeContext(t.ctx); err != nil {
+	from, err := t.authenticate(conn)
+	if err != nil {
 		if t.ctx.Err() == nil {
 			log.Warn("refused node-to-node connection", "err", err)
 		}
-		return
-	}
-	from, err := t.peerID(conn.ConnectionState())
-	if err != nil {
-		log.Warn("refused node-to-node connection", "err", err)
 		return
 	}
 	log = log.With("peer", from)
@@ -99,6 +92,19 @@ func (t *Transport) serveInbound(raw net.Conn) {
 		}
 		stats.received.Add(1)
 	}
+}
+
+// authenticate runs the TLS handshake, holding a handshake slot (taken by
+// Run) until it is over, and returns the peer's raft id.
+func (t *Transport) authenticate(conn *tls.Conn) (uint64, error) {
+	defer func() { <-t.handshakes }()
+	if err := conn.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		return 0, fmt.Errorf("transport: %w", err)
+	}
+	if err := conn.HandshakeContext(t.ctx); err != nil {
+		return 0, err
+	}
+	return t.peerID(conn.ConnectionState())
 }
 
 // readPreface checks the client's opening: our magic, and our raft id as the

@@ -31,6 +31,11 @@ const (
 	dialTimeout      = 5 * time.Second
 	handshakeTimeout = 10 * time.Second
 	writeTimeout     = 30 * time.Second
+	// maxHandshakes bounds connections accepted but not yet authenticated,
+	// so anyone who can reach the port cannot pin unbounded goroutines and
+	// memory for handshakeTimeout each. Peers are few; a refused peer
+	// retries after its backoff.
+	maxHandshakes = 128
 )
 
 // Config configures a Transport.
@@ -93,6 +98,8 @@ type Transport struct {
 	running  bool
 	closeErr error
 
+	handshakes chan struct{} // semaphore of maxHandshakes
+	overload   atomic.Uint64 // connections refused for want of a slot
 	unroutable atomic.Uint64
 	closeOnce  sync.Once
 }
@@ -159,15 +166,16 @@ func New(cfg Config) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "transport", "raft_id", cfg.ID),
-		ln:      ln,
-		ctx:     ctx,
-		cancel:  cancel,
-		peers:   make(map[uint64]*peer),
-		conns:   make(map[net.Conn]struct{}),
-		inbound: make(map[uint64]*inConn),
-		inStats: make(map[uint64]*inboundStats),
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "transport", "raft_id", cfg.ID),
+		ln:         ln,
+		ctx:        ctx,
+		cancel:     cancel,
+		peers:      make(map[uint64]*peer),
+		conns:      make(map[net.Conn]struct{}),
+		inbound:    make(map[uint64]*inConn),
+		inStats:    make(map[uint64]*inboundStats),
+		handshakes: make(chan struct{}, maxHandshakes),
 	}, nil
 }
 
@@ -218,7 +226,18 @@ func (t *Transport) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		select {
+		case t.handshakes <- struct{}{}:
+		default:
+			// Logged at powers of two: a flood must not flood the log too.
+			if n := t.overload.Add(1); n&(n-1) == 0 {
+				t.log.Warn("too many node-to-node handshakes in progress; refusing connections", "remote", conn.RemoteAddr().String(), "refused_so_far", n)
+			}
+			_ = conn.Close()
+			continue
+		}
 		if !t.track(conn) {
+			<-t.handshakes
 			_ = conn.Close()
 			continue
 		}

@@ -548,3 +548,43 @@ func TestFrameErrors(t *testing.T) {
 		t.Fatalf("encoding an oversized message: %v", err)
 	}
 }
+
+// TestHandshakeSlots: connections that never complete a handshake hold at
+// most maxHandshakes slots; beyond that new connections are closed at once,
+// and once the slots free up peers get through again.
+func TestHandshakeSlots(t *testing.T) {
+	ca := newCA(t, "service")
+	a, b := startNode(t, ca, nodeOpts{}), startNode(t, ca, nodeOpts{})
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range maxHandshakes {
+		c, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	waitFor(t, "all slots taken", func() bool { return len(a.handshakes) == maxHandshakes })
+	extra, err := net.Dial("tcp", a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	expectClosed(t, extra)
+	if a.overload.Load() == 0 {
+		t.Fatal("overload not counted")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	idle = nil
+	b.SetPeer(a.id, a.Addr())
+	waitFor(t, "delivery once slots are free", func() bool {
+		b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
+		return len(a.rec.all()) > 0
+	})
+}
