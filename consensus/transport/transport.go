@@ -71,7 +71,7 @@ type Config struct {
 type PeerStats struct {
 	Addr       string
 	Sent       uint64 // messages written to the connection
-	Dropped    uint64 // messages given to Send that were never written
+	Dropped    uint64 // messages given to Send that were never written (queue full, stale after a failed dial, connection lost)
 	Queued     int    // messages waiting in the queue now
 	Connected  bool   // the outbound connection is up
 	Reconnects uint64 // outbound connections established after the first
