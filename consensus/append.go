@@ -75,6 +75,11 @@ func (n *Node) appender(jobs <-chan *appendJob, local *localQueue, failed chan<-
 			return
 		}
 		for _, j := range batch {
+			if ents := j.msg.GetEntries(); len(ents) > 0 {
+				n.persistedLast.Store(ents[len(ents)-1].GetIndex())
+			}
+		}
+		for _, j := range batch {
 			var remote []*pb.Message
 			for _, r := range j.msg.GetResponses() {
 				if r.GetTo() == n.cfg.ID {

@@ -202,15 +202,18 @@ type Node struct {
 	lastSig    time.Time
 	emptyWS    *kv.WriteSet
 
-	fatal        error // set when the loop must stop; Run returns it
-	status       atomic.Pointer[Status]
-	submitCh     chan *proposal
-	recvCh       chan *pb.Message
-	local        *localQueue
-	appenderDone chan struct{}
-	stop         chan struct{}
-	stopped      chan struct{}
-	stopOnce     sync.Once
+	fatal error // set when the loop must stop; Run returns it
+	// persistedLast is the last index the appender made durable. Status
+	// reads it instead of the ledger, whose lock an fsync may hold.
+	persistedLast atomic.Uint64
+	status        atomic.Pointer[Status]
+	submitCh      chan *proposal
+	recvCh        chan *pb.Message
+	local         *localQueue
+	appenderDone  chan struct{}
+	stop          chan struct{}
+	stopped       chan struct{}
+	stopOnce      sync.Once
 }
 
 const stateFile = "raft_state.json"
@@ -278,6 +281,7 @@ func New(cfg Config) (*Node, error) {
 	n.term = st.Term
 	n.applied = commitFloor
 	n.lastIndex = last
+	n.persistedLast.Store(last)
 	if commitFloor > 0 {
 		t, err := cfg.Ledger.Term(commitFloor)
 		if err != nil {
@@ -471,6 +475,10 @@ func (n *Node) checkPeerMessage(m *pb.Message) error {
 		return fmt.Errorf("%w: nil", ErrBadMessage)
 	case raft.IsLocalMsg(m.GetType()) || raft.IsLocalMsgTarget(m.GetFrom()):
 		return fmt.Errorf("%w: local message %s from %x", ErrBadMessage, m.GetType(), m.GetFrom())
+	case m.GetType() == pb.MsgSnap:
+		// Snapshots are not supported yet; accepting one would stop the
+		// appender (it fails on any snapshot).
+		return fmt.Errorf("%w: snapshot from %d (snapshots are not supported)", ErrBadMessage, m.GetFrom())
 	case m.GetType() == pb.MsgProp:
 		return fmt.Errorf("%w: proposal from %d", ErrBadMessage, m.GetFrom())
 	case m.GetTo() != n.cfg.ID:
@@ -508,6 +516,9 @@ func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, er
 func (n *Node) propose(p *proposal) {
 	fail := func(err error) { p.done <- result{err: err} }
 	switch {
+	case n.fatal != nil:
+		fail(n.fatal)
+		return
 	case !n.isLeader:
 		fail(ErrNotPrimary)
 		return
@@ -581,7 +592,7 @@ func sealAAD(term, index uint64) []byte {
 // right after processReady, so every proposed entry is persisted and in the
 // tree: the signature covers exactly the entries before it.
 func (n *Node) maybeSign() {
-	if !n.isLeader || n.applied < n.readyIndex || n.txSinceSig == 0 {
+	if n.fatal != nil || !n.isLeader || n.applied < n.readyIndex || n.txSinceSig == 0 {
 		return
 	}
 	if n.txSinceSig < n.cfg.SigTxInterval && time.Since(n.lastSig) < n.cfg.SigInterval {
@@ -885,7 +896,9 @@ func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {
 func (n *Node) failWaiters(err error) {
 	for idx, ws := range n.waiters {
 		for _, w := range ws {
-			w.done <- result{err: err}
+			// The id lets the client ask /node/tx later: the entry may
+			// still commit.
+			w.done <- result{id: TxID{View: w.term, Seqno: idx}, err: err}
 		}
 		delete(n.waiters, idx)
 	}
@@ -911,7 +924,7 @@ func (n *Node) publishStatus() {
 		WritesReady:     n.isLeader && n.applied >= n.readyIndex,
 		CommitIndex:     n.applied,
 		CommitView:      n.commitView,
-		LastIndex:       n.cfg.Ledger.LastIndex(),
+		LastIndex:       n.persistedLast.Load(),
 		Signatures:      sigCount,
 		LastSignedSeqno: lastSigned,
 	})

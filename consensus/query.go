@@ -46,9 +46,9 @@ func (n *Node) TxStatus(id TxID) (TxStatus, error) {
 		if err == nil && t == id.View {
 			return TxPending, nil
 		}
-		if err == nil && t > id.View {
-			return TxInvalid, nil
-		}
+		// Any other term there says nothing final: raft may still replace an
+		// uncommitted entry with one of a lower term (Raft paper, figure 8),
+		// so this is Unknown, as in CCF, never Invalid.
 	}
 	return TxUnknown, nil
 }
