@@ -303,13 +303,48 @@ func syncDir(dir string) error {
 // Sync makes every appended entry durable: it flushes the write buffer,
 // fsyncs the open chunk and, when files were created, renamed or removed,
 // the directory.
+//
+// The buffer is flushed under the lock but the fsyncs run outside it, so
+// readers (raft's storage calls on the consensus loop, receipts) are not held
+// up for a disk flush. That is safe because only the writing goroutine calls
+// Append, Truncate and Sync, so the open chunk cannot change meanwhile.
 func (l *Ledger) Sync() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if err := l.usable(); err != nil {
+		l.mu.Unlock()
 		return err
 	}
-	return l.syncLocked()
+	var f *os.File
+	if l.f != nil && l.dirty {
+		if err := l.w.Flush(); err != nil {
+			err = l.fail(fmt.Errorf("ledger: flush: %w", err))
+			l.mu.Unlock()
+			return err
+		}
+		f = l.f
+		l.dirty = false
+	}
+	dirDirty := l.dirDirty
+	l.dirDirty = false
+	l.mu.Unlock()
+
+	var err error
+	if f != nil {
+		if e := f.Sync(); e != nil {
+			err = fmt.Errorf("ledger: fsync: %w", e)
+		}
+	}
+	if err == nil && dirDirty {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		// A failed fsync leaves the file in an unknown state: the ledger
+		// refuses all further use rather than risk acknowledging lost data.
+		l.mu.Lock()
+		err = l.fail(err)
+		l.mu.Unlock()
+	}
+	return err
 }
 
 func (l *Ledger) syncLocked() error {
