@@ -144,7 +144,13 @@ func (n *Node) authenticate(r *http.Request, auth app.Auth) (app.Caller, *app.Er
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "this endpoint requires a TLS client certificate registered as a user")
 	}
-	id := cococrypto.CertID(r.TLS.PeerCertificates[0])
+	cert := r.TLS.PeerCertificates[0]
+	// The handshake proved possession of the key but, with self-signed user
+	// certificates, checked no dates.
+	if now := time.Now(); now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate is not valid now (valid %s to %s)", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	id := cococrypto.CertID(cert)
 	if _, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id); !ok {
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate %s is not registered as a user", id)
 	}
@@ -207,8 +213,12 @@ func (n *Node) runReadWrite(ctx context.Context, w http.ResponseWriter, ep app.E
 			return
 		}
 		id, err := n.cons.Submit(ctx, c.Tx, [32]byte{})
-		if err == nil {
+		if !id.IsZero() {
+			// Also on errors (invalidated, shutting down): the client can
+			// then ask /node/tx what became of it instead of guessing.
 			w.Header().Set(TxIDHeader, id.String())
+		}
+		if err == nil {
 			n.respond(w, resp, nil)
 			return
 		}

@@ -108,7 +108,12 @@ func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identit
 		if err != nil {
 			return nil, err
 		}
-		// Secrets first, then the key whose presence marks them complete.
+		// A node certificate from an earlier service identity is useless;
+		// remove it first, so a crash below cannot leave it behind.
+		if err := os.Remove(p(NodeCertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		// Secrets next, then the key whose presence marks them complete.
 		if err := cococrypto.WriteFileAtomic(p(LedgerSecretsFile), b, 0o600); err != nil {
 			return nil, err
 		}
@@ -116,10 +121,6 @@ func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identit
 			return nil, err
 		}
 		if err := cococrypto.WriteKeyFile(p(ServiceKeyFile), svcKey); err != nil {
-			return nil, err
-		}
-		// A node certificate from an earlier service identity is useless.
-		if err := os.Remove(p(NodeCertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 	}

@@ -162,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			ClientAuth: tls.RequestClientCert,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // a slow body must not hold a handler forever
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
@@ -205,7 +206,8 @@ func (n *Node) registerService(ctx context.Context) error {
 		}
 		users[cococrypto.CertID(cert)] = cococrypto.EncodeCertPEM(cert)
 	}
-	addr := n.cfg.RPCAddress
+	// The bound address, not the configured one (which may say port 0).
+	addr := n.ln.Addr().String()
 	for attempt := 0; ; attempt++ {
 		tx := n.store.Begin()
 		if _, ok := tx.Get(gov.ServiceInfo, gov.ServiceKey); !ok {
