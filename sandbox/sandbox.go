@@ -117,16 +117,25 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	procs := make([]*exec.Cmd, len(info.Nodes))
+	// Something already answering on a node's address (often that node,
+	// still running from an earlier sandbox) would be mistaken for the node
+	// we start.
+	for _, nd := range info.Nodes {
+		if c, err := net.DialTimeout("tcp", nd.RPCAddress, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("sandbox: %s is already in use; is a node of this sandbox still running (last pid %d)? Stop it first", nd.RPCAddress, nd.PID)
+		}
+	}
+	procs := make([]*nodeProc, 0, len(info.Nodes))
 	defer func() { stopAll(procs, cfg.Logger) }()
 	for i := range info.Nodes {
 		p, err := startNode(&info.Nodes[i])
 		if err != nil {
 			return err
 		}
-		procs[i] = p
+		procs = append(procs, p)
 	}
-	if err := waitOpen(ctx, info); err != nil {
+	if err := waitOpen(ctx, info, procs); err != nil {
 		return err
 	}
 	for i := range info.Nodes {
@@ -293,13 +302,21 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// nodeProc is a running node process; done is closed when it exits.
+type nodeProc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
 // startNode starts one node process, logging to DATA_DIR/node.log. The node
 // gets SIGTERM if the sandbox dies, so no orphan keeps the port.
-func startNode(n *NodeInfo) (*exec.Cmd, error) {
+func startNode(n *NodeInfo) (*nodeProc, error) {
 	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(filepath.Join(n.DataDir, "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logPath := filepath.Join(n.DataDir, "node.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -311,58 +328,45 @@ func startNode(n *NodeInfo) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("sandbox: start node: %w", err)
 	}
 	n.PID = cmd.Process.Pid
+	p := &nodeProc{cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logf.Close()
+		close(p.done)
 	}()
-	return cmd, nil
+	return p, nil
 }
 
-func stopAll(procs []*exec.Cmd, log *slog.Logger) {
+func stopAll(procs []*nodeProc, log *slog.Logger) {
 	for _, p := range procs {
-		if p != nil && p.Process != nil {
-			_ = p.Process.Signal(syscall.SIGTERM)
-		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.After(15 * time.Second)
 	for _, p := range procs {
-		if p == nil || p.Process == nil {
-			continue
-		}
-		for processAlive(p.Process.Pid) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if processAlive(p.Process.Pid) {
-			log.Warn("node did not stop in time; killing it", "pid", p.Process.Pid)
-			_ = p.Process.Kill()
+		select {
+		case <-p.done:
+		case <-deadline:
+			log.Warn("node did not stop in time; killing it", "pid", p.cmd.Process.Pid)
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		}
 	}
 }
 
-func processAlive(pid int) bool {
-	// Signal 0 checks existence; a reaped child is gone (ESRCH).
-	return syscall.Kill(pid, 0) == nil && !isZombie(pid)
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name.
-	for i := len(b) - 1; i > 0; i-- {
-		if b[i] == ')' && i+2 < len(b) {
-			return b[i+2] == 'Z'
-		}
-	}
-	return false
-}
-
-// waitOpen waits until every node answers and the service is Open.
-func waitOpen(ctx context.Context, info *Info) error {
+// waitOpen waits until every node answers and the service is Open. A node
+// process that exits meanwhile fails it at once: whatever answers on its
+// address is not the node this sandbox started.
+func waitOpen(ctx context.Context, info *Info, procs []*nodeProc) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
+		for _, p := range procs {
+			select {
+			case <-p.done:
+				return fmt.Errorf("sandbox: node process %d exited during start-up (%v); see %s", p.cmd.Process.Pid, p.cmd.ProcessState, p.log)
+			default:
+			}
+		}
 		err := checkOpen(ctx, info)
 		if err == nil {
 			return nil
