@@ -103,3 +103,15 @@ func addMembers(t *testing.T, tx KV, n int, status string) []string {
 	}
 	return ids
 }
+
+// commit applies tx to store and returns a new transaction on the result.
+func commit(t *testing.T, store *kv.Store, tx *kv.Tx) *kv.Tx {
+	t.Helper()
+	if err := store.Validate(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply(store.Version()+1, tx.WriteSet()); err != nil {
+		t.Fatal(err)
+	}
+	return store.Begin()
+}
