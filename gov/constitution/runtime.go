@@ -113,7 +113,6 @@ func runCall[T any](ctx context.Context, p *program, l Limits, view *kvView, wha
 func classify(err error, what string, l Limits) error {
 	var ie *goja.InterruptedError
 	var so *goja.StackOverflowError
-	var ex *goja.Exception
 	switch {
 	case errors.As(err, &ie):
 		if c, ok := ie.Value().(cancelSignal); ok {
@@ -124,9 +123,9 @@ func classify(err error, what string, l Limits) error {
 		return fmt.Errorf("%w: %s: stack overflow (more than %d nested calls)", ErrScript, what, l.MaxCallDepth)
 	case errors.Is(err, ErrBadResult), errors.Is(err, ErrMissingExport), errors.Is(err, ErrTooLarge):
 		return err
-	case errors.As(err, &ex):
-		return fmt.Errorf("%w: %s: %w", ErrScript, what, err)
 	}
+	// A *goja.Exception (the script threw) or a host error it let escape;
+	// its message carries the script's stack with file:line:column.
 	return fmt.Errorf("%w: %s: %w", ErrScript, what, err)
 }
 
