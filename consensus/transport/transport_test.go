@@ -39,6 +39,13 @@ func TestTwoNodesBothWays(t *testing.T) {
 	if got := string(b.rec.all()[0].GetEntries()[0].GetData()); got != "a to b" {
 		t.Fatalf("payload %q", got)
 	}
+	// A writer counts a batch as sent after its write returns, and a reader
+	// counts a message as received after Deliver returns; both can lag the
+	// delivery observed above, so let the counters settle.
+	waitFor(t, "counters", func() bool {
+		sa, sb := a.Stats()[b.id], b.Stats()[a.id]
+		return sa.Sent == n && sb.Sent == n && sa.Received == n && sb.Received == n
+	})
 	sa, sb := a.Stats()[b.id], b.Stats()[a.id]
 	if sa.Sent != n || sa.Dropped != 0 || !sa.Connected || sa.Reconnects != 0 || sa.Received != n || sa.Refused != 0 {
 		t.Fatalf("a's stats for b: %+v", sa)
