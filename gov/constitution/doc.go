@@ -51,7 +51,9 @@
 //
 // # Limits and what they do not cover
 //
-// Each call is interrupted after Limits.Timeout (100ms by default):
+// Each call is interrupted after Limits.Timeout (1s by default: generous,
+// because a loaded node must not fail a legitimate proposal, and governance
+// is not latency-bound):
 // while(true){} in a ballot or constitution returns ErrTimeout and the
 // caller carries on. Recursion is bounded by Limits.MaxCallDepth.
 //
@@ -63,8 +65,8 @@
 // padStart, padEnd: MaxStringBytes). Everything a script grows step by
 // step in JS (s += s, array.push in a loop) is cut off by the timeout:
 // measured on a development machine, such loops reach 30 to 85 MB of heap
-// (50 to 130 MB allocated) in the default 100ms, all garbage once the call
-// returns. A raised Timeout raises that in proportion.
+// (50 to 130 MB allocated) in 100ms, all garbage once the call returns; the
+// figure grows in proportion to Timeout (so roughly tenfold at the 1s default).
 //
 // The gap: goja checks for interrupts only between JS instructions, so one
 // built-in call on a huge sparse array (new Array(1e9).join(), .fill(0))

