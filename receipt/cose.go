@@ -3,8 +3,6 @@ package receipt
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -13,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cocoledger/coco/internal/coseutil"
 	"github.com/cocoledger/coco/merkle"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -42,21 +41,13 @@ type SignOptions struct {
 	Subject  string    // CWT sub
 }
 
-// coseAlg returns the COSE algorithm for an ECDSA key; the profile allows
-// the curves coco identities use.
+// coseAlg returns the COSE algorithm for the service key.
 func coseAlg(pub crypto.PublicKey) (cose.Algorithm, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return 0, fmt.Errorf("%w: service key is %T, want ECDSA", ErrInvalid, pub)
+	alg, err := coseutil.Algorithm(pub)
+	if err != nil {
+		return 0, fmt.Errorf("%w: service %w", ErrInvalid, err)
 	}
-	switch k.Curve {
-	case elliptic.P256():
-		return cose.AlgorithmES256, nil
-	case elliptic.P384():
-		return cose.AlgorithmES384, nil
-	default:
-		return 0, fmt.Errorf("%w: service key curve %s, want P-256 or P-384", ErrInvalid, k.Curve.Params().Name)
-	}
+	return alg, nil
 }
 
 func spkiKeyID(pub crypto.PublicKey) ([]byte, error) {
@@ -278,19 +269,12 @@ func parseSignedRoot(data []byte, serviceCert *x509.Certificate) (*signedRoot, e
 // checkCritical refuses headers marked critical that this verifier does not
 // understand, as RFC 9052 requires.
 func checkCritical(ph cose.ProtectedHeader) error {
-	if _, present := ph[cose.HeaderLabelCritical]; !present {
-		return nil
-	}
-	crit, err := ph.Critical()
+	l, unknown, err := coseutil.UnknownCritical(ph, cose.HeaderLabelAlgorithm, cose.HeaderLabelKeyID, cose.HeaderLabelCWTClaims, headerVDS, headerCCFV1)
 	if err != nil {
 		return fmt.Errorf("%w: protected header crit: %w", ErrInvalid, err)
 	}
-	for _, l := range crit {
-		switch l {
-		case cose.HeaderLabelAlgorithm, cose.HeaderLabelKeyID, cose.HeaderLabelCWTClaims, headerVDS, headerCCFV1:
-		default:
-			return invalidf("protected header crit lists unsupported label %v", l)
-		}
+	if unknown {
+		return invalidf("protected header crit lists unsupported label %v", l)
 	}
 	return nil
 }

@@ -3,8 +3,6 @@ package govcose
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -14,6 +12,8 @@ import (
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
+
+	"github.com/cocoledger/coco/internal/coseutil"
 )
 
 // Errors returned (wrapped) by this package.
@@ -261,19 +261,12 @@ func checkCreatedAt(created int64) error {
 // checkCritical refuses headers marked critical that this package does not
 // understand, as RFC 9052 section 3.1 requires.
 func checkCritical(ph cose.ProtectedHeader) error {
-	if _, present := ph[cose.HeaderLabelCritical]; !present {
-		return nil
-	}
-	crit, err := ph.Critical()
+	l, unknown, err := coseutil.UnknownCritical(ph, cose.HeaderLabelAlgorithm, cose.HeaderLabelKeyID, HeaderMsgType, HeaderCreatedAt, HeaderProposalID)
 	if err != nil {
 		return fmt.Errorf("%w: protected header crit (2): %w", ErrMalformed, err)
 	}
-	for _, l := range crit {
-		switch l {
-		case cose.HeaderLabelAlgorithm, cose.HeaderLabelKeyID, HeaderMsgType, HeaderCreatedAt, HeaderProposalID:
-		default:
-			return malformedf("protected header crit (2): unknown critical header %s", quote(l))
-		}
+	if unknown {
+		return malformedf("protected header crit (2): unknown critical header %s", quote(l))
 	}
 	return nil
 }
@@ -322,7 +315,7 @@ func (r *Request) Verify(memberCert *x509.Certificate) error {
 	if id := cococrypto.CertID(memberCert); r.MemberID != id {
 		return fmt.Errorf("%w: kid %s, certificate id %s", ErrWrongKid, r.MemberID, id)
 	}
-	want, err := algFor(memberCert.PublicKey)
+	want, err := coseutil.Algorithm(memberCert.PublicKey)
 	if err != nil {
 		return fmt.Errorf("%w: member certificate: %w", ErrBadSignature, err)
 	}
@@ -355,22 +348,6 @@ func (r *Request) checkUnchanged() error {
 	return nil
 }
 
-// algFor returns the COSE algorithm for a member key: CCF pairs each curve
-// with its hash size.
-func algFor(pub crypto.PublicKey) (cose.Algorithm, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok {
-		return 0, fmt.Errorf("key is %T, want ECDSA", pub)
-	}
-	switch k.Curve {
-	case elliptic.P256():
-		return cose.AlgorithmES256, nil
-	case elliptic.P384():
-		return cose.AlgorithmES384, nil
-	}
-	return 0, fmt.Errorf("key curve %s, want P-256 or P-384", k.Curve.Params().Name)
-}
-
 // Sign makes a governance request as a member would send it (for the CLI and
 // tests). It refuses what Parse would refuse, so its output always parses,
 // and a signer that does not hold memberCert's key, so it always verifies.
@@ -381,7 +358,7 @@ func Sign(signer crypto.Signer, memberCert *x509.Certificate, t MsgType, created
 	if pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(memberCert.PublicKey) {
 		return nil, fmt.Errorf("govcose: sign: %w", cococrypto.ErrKeyMismatch)
 	}
-	alg, err := algFor(memberCert.PublicKey)
+	alg, err := coseutil.Algorithm(memberCert.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("govcose: sign: %w: %w", cococrypto.ErrUnsupportedKey, err)
 	}
