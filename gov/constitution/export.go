@@ -116,6 +116,21 @@ func findExports(name, src string) ([]exportSite, error) {
 		return fmt.Errorf("%w: %s: line %d: %s", ErrSyntax, name, lineOf(src, at), fmt.Sprintf(format, args...))
 	}
 	i := 0
+	// template skips template text from just after src[at] (a backquote, or
+	// the brace closing a substitution) to the closing backquote or the next
+	// ${, which it enters.
+	template := func(at int) error {
+		j, open, err := skipTemplate(src, at+1)
+		if err != nil {
+			return fail(at, "%v", err)
+		}
+		if open {
+			templates = append(templates, depth)
+			depth++
+		}
+		i, prev = j, "str"
+		return nil
+	}
 	for i < len(src) {
 		c := src[i]
 		switch {
@@ -138,28 +153,16 @@ func findExports(name, src string) ([]exportSite, error) {
 			}
 			i, prev = j, "str"
 		case c == '`':
-			j, open, err := skipTemplate(src, i+1)
-			if err != nil {
-				return nil, fail(i, "%v", err)
+			if err := template(i); err != nil {
+				return nil, err
 			}
-			if open {
-				templates = append(templates, depth)
-				depth++
-			}
-			i, prev = j, "str"
 		case c == '}' && len(templates) > 0 && depth-1 == templates[len(templates)-1]:
 			// End of a ${...} substitution: back inside the template.
 			templates = templates[:len(templates)-1]
 			depth--
-			j, open, err := skipTemplate(src, i+1)
-			if err != nil {
-				return nil, fail(i, "%v", err)
+			if err := template(i); err != nil {
+				return nil, err
 			}
-			if open {
-				templates = append(templates, depth)
-				depth++
-			}
-			i, prev = j, "str"
 		case c == '/' && regexAllowed(prev):
 			j, err := skipRegex(src, i)
 			if err != nil {
