@@ -272,7 +272,10 @@ func (n *Node) ServiceCertPath() string { return filepath.Join(n.cfg.DataDir, Se
 // Close stops serving, stops consensus and closes the ledger.
 func (n *Node) Close() error {
 	if n.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A short grace period: requests in flight wait for a commit that
+		// takes milliseconds, and an HTTP/2 connection can hold Shutdown until
+		// its deadline anyway (golang/go#81153), after which Close cuts it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if err := n.srv.Shutdown(ctx); err != nil {
 			n.srv.Close()
 		}
