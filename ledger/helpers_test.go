@@ -118,32 +118,6 @@ func (id *identities) signatureEntry(t testing.TB, term, index uint64, tree *mer
 	return e
 }
 
-// buildSigned appends n entries to l (a signature every sigEvery, the term
-// going up every 25) and syncs.
-func buildSigned(t testing.TB, l *Ledger, id *identities, n uint64, sigEvery uint64) []*Entry {
-	t.Helper()
-	tree := merkle.New()
-	var all []*Entry
-	for i := uint64(1); i <= n; i++ {
-		term := 1 + i/25
-		var e *Entry
-		if i%sigEvery == 0 {
-			e = id.signatureEntry(t, term, i, tree)
-		} else {
-			e = txEntry(term, i, 40)
-		}
-		if err := l.Append(e); err != nil {
-			t.Fatal(err)
-		}
-		tree.Append(e.Leaf())
-		all = append(all, e)
-	}
-	if err := l.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	return all
-}
-
 func openT(t testing.TB, dir string, chunkSize int64) *Ledger {
 	t.Helper()
 	l, err := Open(Options{Dir: dir, ChunkSize: chunkSize})

@@ -651,13 +651,13 @@ func TestDivergentTailTruncated(t *testing.T) {
 				c.Stop(old)
 				wg.Wait()
 			}
-			leader := c.WaitLeader(followers(c, old)...)
+			c.WaitLeader(followers(c, old)...)
 			committed = append(committed, write(t, c, "b", 8, want)...)
 			if tc.restart {
 				c.Start(old)
 			}
 			c.Net.Heal()
-			for leader = c.WaitLeader(); leader.Node.Status().CommitIndex <= isolated[len(isolated)-1].Seqno; leader = c.WaitLeader() {
+			for leader := c.WaitLeader(); leader.Node.Status().CommitIndex <= isolated[len(isolated)-1].Seqno; leader = c.WaitLeader() {
 				committed = append(committed, write(t, c, fmt.Sprint("c", len(committed)), 1, want)...)
 			}
 			committed = append(committed, write(t, c, "d", 3, want)...)
