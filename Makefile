@@ -1,20 +1,26 @@
 # coco's build and checks. `make test` is the command CI runs (.ci/run).
 GO ?= go
 
-.PHONY: all build test vet fmt-check fuzz bench-log clean
+.PHONY: all build test vet lint fmt-check fuzz clean
+
+# Pinned so local runs and CI lint alike; `go run` fetches it from the module proxy.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
 build:
 	$(GO) build -o bin/coco ./cmd/coco
 
-# The default suite: formatting, vet, and every test (unit, fuzz seed
-# corpora, end-to-end with real coco processes) under the race detector.
-test: fmt-check vet
+# The default suite: formatting, vet, staticcheck, and every test (unit, fuzz
+# seed corpora, end-to-end with real coco processes) under the race detector.
+test: fmt-check vet lint
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
