@@ -26,13 +26,23 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Short fuzzing of every decoder (not part of `make test`).
+# Short fuzzing of every decoder (not part of `make test`, which runs only
+# the seed corpora in testdata/fuzz).
 FUZZTIME ?= 30s
+FUZZ_TARGETS = \
+	./ledger:FuzzUnmarshalEntry \
+	./kv:FuzzUnmarshalWriteSet \
+	./receipt:FuzzParseJSON ./receipt:FuzzVerifyCOSE \
+	./crypto:FuzzParsePEM ./crypto:FuzzUnmarshalSecrets ./crypto:FuzzOpen \
+	./consensus/transport:FuzzReadFrame \
+	./gov/cose:FuzzParse \
+	./gov/constitution:FuzzTransformModule
 fuzz:
-	$(GO) test ./ledger -run '^$$' -fuzz FuzzUnmarshalEntry -fuzztime $(FUZZTIME)
-	$(GO) test ./kv -run '^$$' -fuzz FuzzUnmarshalWriteSet -fuzztime $(FUZZTIME)
-	$(GO) test ./receipt -run '^$$' -fuzz FuzzParseJSON -fuzztime $(FUZZTIME)
-	$(GO) test ./receipt -run '^$$' -fuzz FuzzVerifyCOSE -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$pkg $$fn"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 clean:
 	rm -rf bin workspace
