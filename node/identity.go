@@ -3,8 +3,6 @@ package node
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cocoledger/coco/consensus"
 	cococrypto "github.com/cocoledger/coco/crypto"
 )
 
@@ -77,7 +76,9 @@ func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identit
 	if id.nodeID, err = cococrypto.KeyID(k.Public()); err != nil {
 		return nil, err
 	}
-	id.raftID = raftIDFromNodeID(id.nodeID)
+	if id.raftID, err = consensus.RaftID(id.nodeID); err != nil {
+		return nil, err
+	}
 
 	// Service identity and ledger secret.
 	haveSvc, err := exists(p(ServiceKeyFile))
@@ -165,19 +166,6 @@ func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identit
 	}
 	id.nodeCertPEM = cococrypto.EncodeCertPEM(id.nodeCert)
 	return id, nil
-}
-
-// raftIDFromNodeID derives raft's numeric id from the node id (the first
-// eight bytes of the key hash; zero is reserved by raft).
-func raftIDFromNodeID(nodeID string) uint64 {
-	b, err := hex.DecodeString(nodeID[:16])
-	if err != nil {
-		return 1
-	}
-	if v := binary.BigEndian.Uint64(b); v != 0 {
-		return v
-	}
-	return 1
 }
 
 // certHosts lists the names a node certificate must carry for addr.
