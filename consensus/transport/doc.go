@@ -5,10 +5,13 @@
 // It owns the wire format, the mutual TLS authentication of peers and the
 // per-peer outbound queues. Every connection is TLS 1.3 in both directions
 // between node certificates issued by the service certificate; a node whose
-// certificate the service did not endorse can neither send nor receive. A
-// message is accepted only from the node whose certificate authenticated the
-// connection (its From must be that node's raft id) and only when it is
-// addressed to this node.
+// certificate the service did not endorse can neither send nor receive, and
+// neither can an endorsed node that is not a member (Config.IsMember): a
+// retired node's certificate stays valid, and raft itself does not refuse a
+// non-member's messages. A message is accepted only from the node whose
+// certificate authenticated the connection (its From must be that node's raft
+// id), only while that node is a member, and only when it is addressed to
+// this node.
 //
 // Each node dials the peers it sends to: one outbound connection per peer,
 // fed by a bounded queue and drained by one writer goroutine that flushes
@@ -30,7 +33,9 @@
 // Wiring, for the node package: create the Transport before consensus.New
 // (which takes it as Config.Transport) with Deliver calling the node's Step
 // through a variable set once the node exists; RaftID is the node id
-// derivation (KeyID of the certificate's key, then raftIDFromNodeID). Call
+// derivation (KeyID of the certificate's key, then raftIDFromNodeID);
+// IsMember is "a voter or learner in the ConfState and Trusted in
+// governance", with MembershipChanged called when either changes. Call
 // SetPeer for every other node with the node-to-node address it advertises
 // (not its RPC address), and Run alongside the consensus loop; Close it
 // after the consensus loop has stopped.

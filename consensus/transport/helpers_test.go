@@ -148,6 +148,36 @@ type nodeOpts struct {
 	queueSize   int
 	queueBytes  int64
 	deliver     func(context.Context, *pb.Message) error
+	isMember    func(uint64) bool // default: everyone
+}
+
+// everyone is an IsMember for tests that are not about membership.
+func everyone(uint64) bool { return true }
+
+// members is a mutable IsMember.
+type members struct {
+	mu  sync.Mutex
+	ids map[uint64]bool
+}
+
+func newMembers(ids ...uint64) *members {
+	m := &members{ids: make(map[uint64]bool)}
+	for _, id := range ids {
+		m.ids[id] = true
+	}
+	return m
+}
+
+func (m *members) isMember(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ids[id]
+}
+
+func (m *members) remove(id uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ids, id)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -177,9 +207,12 @@ func startNode(t testing.TB, ca *testCA, o nodeOpts) *node {
 	if o.deliver != nil {
 		deliver = o.deliver
 	}
+	if o.isMember == nil {
+		o.isMember = everyone
+	}
 	tr, err := New(Config{
 		ID: n.id, ListenAddr: o.addr, Cert: n.cert, ServiceCert: o.serviceCert,
-		RaftID: raftIDOf, Deliver: deliver, Logger: testLogger(t).With("node", n.id),
+		RaftID: raftIDOf, Deliver: deliver, IsMember: o.isMember, Logger: testLogger(t).With("node", n.id),
 		QueueSize: o.queueSize, QueueBytes: o.queueBytes,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})

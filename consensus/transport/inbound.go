@@ -37,6 +37,12 @@ func (t *Transport) serveInbound(raw net.Conn) {
 	}
 	log = log.With("peer", from)
 	stats := t.inStat(from)
+	if !t.cfg.IsMember(from) {
+		// Before the acknowledgement: the client's dial fails.
+		stats.refused.Add(1)
+		log.Warn("refused node-to-node connection", "err", fmt.Errorf("%w: node %d is not a member", ErrRefused, from))
+		return
+	}
 	r := bufio.NewReaderSize(conn, 64<<10)
 	if err := t.readPreface(r); err != nil {
 		stats.refused.Add(1)
@@ -81,6 +87,12 @@ func (t *Transport) serveInbound(raw net.Conn) {
 			stats.refused.Add(1)
 			log.Warn("closing node-to-node connection", "err", fmt.Errorf("%w: %s from %d to %d on the connection of node %d to %d",
 				ErrRefused, m.GetType(), m.GetFrom(), m.GetTo(), from, t.cfg.ID))
+			return
+		}
+		// Membership can end while the connection is up.
+		if !t.cfg.IsMember(from) {
+			stats.refused.Add(1)
+			log.Warn("closing node-to-node connection", "err", fmt.Errorf("%w: %s from node %d, no longer a member", ErrRefused, m.GetType(), from))
 			return
 		}
 		if err := t.cfg.Deliver(t.ctx, m); err != nil {

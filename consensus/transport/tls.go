@@ -84,6 +84,9 @@ func (t *Transport) clientTLS(id uint64) *tls.Config {
 			if got != id {
 				return fmt.Errorf("%w: dialled raft id %d but the server is %d (stale address?)", ErrRefused, id, got)
 			}
+			if !t.cfg.IsMember(got) {
+				return fmt.Errorf("%w: node %d is not a member", ErrRefused, got)
+			}
 			return nil
 		},
 	}

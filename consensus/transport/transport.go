@@ -47,6 +47,17 @@ type Config struct {
 	// RaftID maps a peer's verified certificate to its raft id. The node
 	// package derives it from the node id (hex SHA-256 of the SPKI).
 	RaftID func(nodeCert *x509.Certificate) (uint64, error)
+	// IsMember reports whether raftID is a current member of the service
+	// (the node package: a voter or learner in the ConfState whose node is
+	// Trusted in governance). Required: a certificate stays endorsed after
+	// its node is retired, and raft does not refuse a non-member's messages
+	// (a MsgApp or MsgHeartbeat with a higher term makes a follower follow
+	// its sender), so this check is what keeps retired or never-trusted
+	// nodes out. It is consulted at every handshake, inbound and outbound,
+	// and for every inbound message, so it must be cheap and safe for
+	// concurrent use; a node that stops being a member is cut off at its
+	// next message (or at once by MembershipChanged).
+	IsMember func(raftID uint64) bool
 	// Deliver hands a received message to consensus (consensus.Node.Step).
 	// An error closes the connection the message came on.
 	Deliver func(ctx context.Context, m *pb.Message) error
@@ -124,6 +135,10 @@ func New(cfg Config) (*Transport, error) {
 		return nil, errors.New("transport: no RaftID function")
 	case cfg.Deliver == nil:
 		return nil, errors.New("transport: no Deliver function")
+	case cfg.IsMember == nil:
+		// Required rather than defaulting to "everyone": a forgotten hook
+		// would silently let every node the service ever endorsed in.
+		return nil, errors.New("transport: no IsMember function")
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
@@ -294,8 +309,10 @@ func (t *Transport) SetPeer(id uint64, addr string) {
 }
 
 // RemovePeer stops sending to id, dropping what is queued for it, and waits
-// for its writer to end. Connections from id are not affected: a removed
-// node's messages are refused by raft, not by the transport.
+// for its writer to end. Connections from id are not affected by it: raft
+// does not refuse a removed node's messages (a higher term from it makes a
+// follower follow it), so keeping removed nodes out is Config.IsMember's job
+// (call MembershipChanged once it says no to id).
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	p, ok := t.peers[id]
@@ -337,6 +354,24 @@ func (t *Transport) Send(msgs []*pb.Message) {
 			continue
 		}
 		targets[i].enqueue(m)
+	}
+}
+
+// MembershipChanged closes the inbound connections of nodes that
+// Config.IsMember no longer accepts. Without it they are closed at their
+// next message; calling it after a membership change cuts them off at once.
+func (t *Transport) MembershipChanged() {
+	t.mu.Lock()
+	conns := make(map[uint64]net.Conn, len(t.inbound))
+	for id, c := range t.inbound {
+		conns[id] = c.conn
+	}
+	t.mu.Unlock()
+	// IsMember is called without t.mu: it may take the caller's locks.
+	for id, c := range conns {
+		if !t.cfg.IsMember(id) {
+			_ = c.Close()
+		}
 	}
 }
 

@@ -190,13 +190,18 @@ func TestOwnCertificateChecked(t *testing.T) {
 	good, goodID := ca.nodeCert(t, true, true)
 	cfg := func(cert tls.Certificate, id uint64) Config {
 		return Config{ID: id, ListenAddr: "127.0.0.1:0", Cert: cert, ServiceCert: ca.cert, RaftID: raftIDOf,
-			Deliver: func(context.Context, *pb.Message) error { return nil }}
+			Deliver: func(context.Context, *pb.Message) error { return nil }, IsMember: everyone}
 	}
 	if _, err := New(cfg(foreign, id)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("New with a foreign certificate: %v", err)
 	}
 	if _, err := New(cfg(good, goodID+1)); err == nil {
 		t.Fatal("New with a raft id its certificate does not map to succeeded")
+	}
+	noMembership := cfg(good, goodID)
+	noMembership.IsMember = nil
+	if _, err := New(noMembership); err == nil {
+		t.Fatal("New without IsMember succeeded")
 	}
 }
 
@@ -497,7 +502,7 @@ func TestRunEndsWithContext(t *testing.T) {
 	ca := newCA(t, "service")
 	cert, id := ca.nodeCert(t, true, true)
 	tr, err := New(Config{ID: id, ListenAddr: "127.0.0.1:0", Cert: cert, ServiceCert: ca.cert, RaftID: raftIDOf,
-		Deliver: func(context.Context, *pb.Message) error { return nil }})
+		Deliver: func(context.Context, *pb.Message) error { return nil }, IsMember: everyone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,4 +599,82 @@ func TestHandshakeSlots(t *testing.T) {
 		b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
 		return len(a.rec.all()) > 0
 	})
+}
+
+// TestNonMembersRefused: a node the service endorsed but that is not a
+// member (retired, never trusted) is refused at the handshake, inbound and
+// when dialled, and none of its messages are delivered.
+func TestNonMembersRefused(t *testing.T) {
+	ca := newCA(t, "service")
+	bCert, bID := ca.nodeCert(t, true, true)
+	aCert, aID := ca.nodeCert(t, true, true)
+	// a accepts only itself; b accepts a.
+	a := startNode(t, ca, nodeOpts{cert: &aCert, id: aID, isMember: newMembers(aID).isMember})
+	b := startNode(t, ca, nodeOpts{cert: &bCert, id: bID, isMember: newMembers(aID, bID).isMember})
+
+	// Inbound, by hand: refused before the acknowledgement.
+	if conn, err := rawClient(t, a.Addr(), bCert, a.id); err == nil {
+		_ = writeFrames(conn, app(b.id, a.id, 0, nil))
+		conn.Close()
+		t.Fatal("a acknowledged a non-member")
+	}
+	waitFor(t, "refusal counted", func() bool { return a.Stats()[b.id].Refused >= 1 })
+
+	// Both ways through transports: b dials a (a refuses it), a dials b
+	// (a refuses to talk to a non-member server).
+	connect(a, b)
+	waitFor(t, "failed dials both ways", func() bool {
+		a.Send([]*pb.Message{app(a.id, b.id, 0, nil)})
+		b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
+		return a.Stats()[b.id].Dropped >= 3 && b.Stats()[a.id].Dropped >= 3
+	})
+	if st := a.Stats()[b.id]; st.Connected || st.Sent != 0 || st.Received != 0 {
+		t.Fatalf("a's stats for non-member b: %+v", st)
+	}
+	if st := b.Stats()[a.id]; st.Connected || st.Sent != 0 {
+		t.Fatalf("b's stats for a, which refuses it: %+v", st)
+	}
+	if got := a.rec.all(); len(got) != 0 {
+		t.Fatalf("a received %d messages from a non-member", len(got))
+	}
+	if got := b.rec.all(); len(got) != 0 {
+		t.Fatalf("b received %d messages from a, which must not dial a non-member", len(got))
+	}
+}
+
+// TestMembershipRevoked: a member whose membership ends while connected is
+// cut off at its next message, which is not delivered, and cannot
+// reconnect; MembershipChanged cuts it off without waiting for a message.
+func TestMembershipRevoked(t *testing.T) {
+	ca := newCA(t, "service")
+	for _, eager := range []bool{false, true} {
+		t.Run(fmt.Sprintf("MembershipChanged=%v", eager), func(t *testing.T) {
+			aCert, aID := ca.nodeCert(t, true, true)
+			bCert, bID := ca.nodeCert(t, true, true)
+			m := newMembers(aID, bID)
+			a := startNode(t, ca, nodeOpts{cert: &aCert, id: aID, isMember: m.isMember})
+			b := startNode(t, ca, nodeOpts{cert: &bCert, id: bID})
+			b.SetPeer(a.id, a.Addr())
+			waitFor(t, "delivery while a member", func() bool {
+				b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
+				return len(a.rec.all()) > 0
+			})
+
+			m.remove(b.id)
+			if eager {
+				a.MembershipChanged()
+				waitFor(t, "b's connection closed", func() bool { return !b.Stats()[a.id].Connected })
+			}
+			// Everything sent from now on is read after the revocation.
+			waitFor(t, "refusal", func() bool {
+				b.Send([]*pb.Message{app(b.id, a.id, 1000, nil)})
+				return a.Stats()[b.id].Refused >= 2
+			})
+			for _, got := range a.rec.all() {
+				if got.GetIndex() >= 1000 {
+					t.Fatalf("delivered a message sent after b stopped being a member: %v", got)
+				}
+			}
+		})
+	}
 }
