@@ -22,13 +22,13 @@ type inConn struct {
 // closes. Every refusal closes the connection: a peer that sends something
 // it must not is buggy or hostile, and either way its stream is not trusted
 // beyond that point.
-func (t *Transport) serveInbound(raw net.Conn) {
+func (t *Transport) serveInbound(raw net.Conn, ip string) {
 	defer t.untrack(raw)
 	defer raw.Close()
 	log := t.log.With("remote", raw.RemoteAddr().String())
 
 	conn := tls.Server(raw, t.serverTLS())
-	from, err := t.authenticate(conn)
+	from, err := t.authenticate(conn, ip)
 	if err != nil {
 		if t.ctx.Err() == nil {
 			log.Warn("refused node-to-node connection", "err", err)
@@ -106,10 +106,10 @@ func (t *Transport) serveInbound(raw net.Conn) {
 	}
 }
 
-// authenticate runs the TLS handshake, holding a handshake slot (taken by
-// Run) until it is over, and returns the peer's raft id.
-func (t *Transport) authenticate(conn *tls.Conn) (uint64, error) {
-	defer func() { <-t.handshakes }()
+// authenticate runs the TLS handshake, holding the handshake slot Run took
+// for ip until it is over, and returns the peer's raft id.
+func (t *Transport) authenticate(conn *tls.Conn, ip string) (uint64, error) {
+	defer t.releaseHandshake(ip)
 	if err := conn.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		return 0, fmt.Errorf("transport: %w", err)
 	}

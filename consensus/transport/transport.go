@@ -28,14 +28,23 @@ const (
 // progress for writeTimeout means the peer stopped reading altogether (its
 // queue towards raft is not merely full); the connection is then replaced.
 const (
-	dialTimeout      = 5 * time.Second
-	handshakeTimeout = 10 * time.Second
+	dialTimeout = 5 * time.Second
+	// handshakeTimeout bounds the TLS handshake and preface exchange. Peers
+	// on a working network finish in milliseconds; a short bound keeps idle
+	// connections from holding handshake slots for long.
+	handshakeTimeout = 3 * time.Second
 	writeTimeout     = 30 * time.Second
 	// maxHandshakes bounds connections accepted but not yet authenticated,
 	// so anyone who can reach the port cannot pin unbounded goroutines and
 	// memory for handshakeTimeout each. Peers are few; a refused peer
 	// retries after its backoff.
 	maxHandshakes = 128
+	// maxHandshakesPerIP bounds the slots one source address may hold, so
+	// that one host opening idle connections cannot take all maxHandshakes
+	// of them and lock out the real peers. A peer has one outbound
+	// connection to us at a time, so a few allow for peers behind one
+	// address (NAT, several nodes on a host) reconnecting together.
+	maxHandshakesPerIP = 4
 )
 
 // Config configures a Transport.
@@ -110,7 +119,9 @@ type Transport struct {
 	closeErr error
 
 	handshakes chan struct{} // semaphore of maxHandshakes
-	overload   atomic.Uint64 // connections refused for want of a slot
+	hsMu       sync.Mutex
+	hsPerIP    map[string]int // handshakes in progress per source IP
+	overload   atomic.Uint64  // connections refused for want of a slot
 	unroutable atomic.Uint64
 	closeOnce  sync.Once
 }
@@ -191,6 +202,7 @@ func New(cfg Config) (*Transport, error) {
 		inbound:    make(map[uint64]*inConn),
 		inStats:    make(map[uint64]*inboundStats),
 		handshakes: make(chan struct{}, maxHandshakes),
+		hsPerIP:    make(map[string]int),
 	}, nil
 }
 
@@ -241,9 +253,8 @@ func (t *Transport) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		select {
-		case t.handshakes <- struct{}{}:
-		default:
+		ip := remoteIP(conn)
+		if !t.acquireHandshake(ip) {
 			// Logged at powers of two: a flood must not flood the log too.
 			if n := t.overload.Add(1); n&(n-1) == 0 {
 				t.log.Warn("too many node-to-node handshakes in progress; refusing connections", "remote", conn.RemoteAddr().String(), "refused_so_far", n)
@@ -252,15 +263,50 @@ func (t *Transport) Run(ctx context.Context) error {
 			continue
 		}
 		if !t.track(conn) {
-			<-t.handshakes
+			t.releaseHandshake(ip)
 			_ = conn.Close()
 			continue
 		}
 		go func() {
 			defer t.wg.Done()
-			t.serveInbound(conn)
+			t.serveInbound(conn, ip)
 		}()
 	}
+}
+
+// remoteIP is the source address of conn without its port.
+func remoteIP(conn net.Conn) string {
+	addr := conn.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// acquireHandshake takes a handshake slot for a connection from ip, unless
+// all maxHandshakes are taken or ip holds maxHandshakesPerIP already.
+func (t *Transport) acquireHandshake(ip string) bool {
+	t.hsMu.Lock()
+	defer t.hsMu.Unlock()
+	if t.hsPerIP[ip] >= maxHandshakesPerIP {
+		return false
+	}
+	select {
+	case t.handshakes <- struct{}{}:
+	default:
+		return false
+	}
+	t.hsPerIP[ip]++
+	return true
+}
+
+func (t *Transport) releaseHandshake(ip string) {
+	t.hsMu.Lock()
+	defer t.hsMu.Unlock()
+	if t.hsPerIP[ip]--; t.hsPerIP[ip] <= 0 {
+		delete(t.hsPerIP, ip)
+	}
+	<-t.handshakes
 }
 
 // track records an accepted connection so Close can end it, unless the

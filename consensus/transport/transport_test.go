@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -561,6 +563,20 @@ func TestFrameErrors(t *testing.T) {
 	}
 }
 
+// dialFrom opens a TCP connection to addr from the loopback address ip, so
+// that tests can play several hosts; it skips the test where only
+// 127.0.0.1 is usable.
+func dialFrom(t *testing.T, ip, addr string) (net.Conn, error) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", addr)
+	var op *net.OpError
+	if err != nil && errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.EADDRNOTAVAIL) {
+		t.Skipf("cannot dial from %s: %v", ip, err)
+	}
+	return c, err
+}
+
 // TestHandshakeSlots: connections that never complete a handshake hold at
 // most maxHandshakes slots; beyond that new connections are closed at once,
 // and once the slots free up peers get through again.
@@ -573,29 +589,96 @@ func TestHandshakeSlots(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range maxHandshakes {
-		c, err := net.Dial("tcp", a.Addr())
+	// From many hosts, none over its own limit.
+	for i := range maxHandshakes {
+		c, err := dialFrom(t, fmt.Sprintf("127.0.1.%d", i/maxHandshakesPerIP+1), a.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		idle = append(idle, c)
 	}
-	waitFor(t, "all slots taken", func() bool { return len(a.handshakes) == maxHandshakes })
-	extra, err := net.Dial("tcp", a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
-	expectClosed(t, extra)
-	if a.overload.Load() == 0 {
-		t.Fatal("overload not counted")
-	}
+	// Idle connections time out, so keep adding some (from fresh hosts)
+	// until one is refused.
+	k := 0
+	waitFor(t, "a connection refused for want of a slot", func() bool {
+		c, err := dialFrom(t, fmt.Sprintf("127.0.2.%d", k%250+1), a.Addr())
+		k++
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		return a.overload.Load() > 0
+	})
 	for _, c := range idle {
 		c.Close()
 	}
 	idle = nil
 	b.SetPeer(a.id, a.Addr())
 	waitFor(t, "delivery once slots are free", func() bool {
+		b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
+		return len(a.rec.all()) > 0
+	})
+}
+
+// TestHandshakeSlotsPerIP: one host holding and reopening idle connections
+// gets at most maxHandshakesPerIP slots and does not lock out a real peer.
+func TestHandshakeSlotsPerIP(t *testing.T) {
+	ca := newCA(t, "service")
+	a, b := startNode(t, ca, nodeOpts{}), startNode(t, ca, nodeOpts{})
+	const attacker = "127.0.0.2"
+	if c, err := dialFrom(t, attacker, a.Addr()); err != nil {
+		t.Fatal(err)
+	} else {
+		c.Close()
+	}
+
+	// The attacker keeps 2*maxHandshakes connections open, reopening each
+	// one the server closes.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	open := make(chan struct{}, 2*maxHandshakes)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case open <- struct{}{}:
+			}
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(attacker)}}
+			c, err := d.DialContext(ctx, "tcp", a.Addr())
+			if err != nil {
+				<-open
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-open }()
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				defer stop()
+				var buf [1]byte
+				_, _ = c.Read(buf[:])
+				c.Close()
+			}()
+		}
+	}()
+
+	waitFor(t, "attacker refused", func() bool { return a.overload.Load() > 0 })
+	b.SetPeer(a.id, a.Addr())
+	waitFor(t, "delivery from a real peer", func() bool {
+		a.hsMu.Lock()
+		held := a.hsPerIP[attacker]
+		a.hsMu.Unlock()
+		if held > maxHandshakesPerIP {
+			t.Fatalf("%s holds %d handshake slots", attacker, held)
+		}
 		b.Send([]*pb.Message{app(b.id, a.id, 0, nil)})
 		return len(a.rec.all()) > 0
 	})
