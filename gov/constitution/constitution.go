@@ -41,8 +41,8 @@ func Parse(source string) (*Constitution, error) {
 		return nil, err
 	}
 	c := &Constitution{source: source, prog: p, limits: DefaultLimits()}
-	_, err = runCall(context.Background(), p, c.limits, newKVView(nil, false, 0), "load",
-		func(vm *goja.Runtime) (struct{}, error) {
+	_, err = runCall(context.Background(), c.loaded, c.limits, newKVView(nil, false, 0), "load",
+		func(vm *goja.Runtime, p *program) (struct{}, error) {
 			for _, name := range constitutionExports {
 				if _, err := exportedFunc(vm, p, name); err != nil {
 					return struct{}{}, err
@@ -65,6 +65,9 @@ func (c *Constitution) WithLimits(l Limits) *Constitution {
 	cp.limits = l.withDefaults()
 	return &cp
 }
+
+// loaded returns c's compiled program, for runCall.
+func (c *Constitution) loaded() (*program, error) { return c.prog, nil }
 
 // Limits returns the limits c runs under.
 func (c *Constitution) Limits() Limits { return c.limits }
@@ -92,8 +95,8 @@ func (c *Constitution) Validate(ctx context.Context, proposalJSON string) (valid
 		valid bool
 		desc  string
 	}
-	r, err := runCall(ctx, c.prog, c.limits, newKVView(nil, false, 0), "validate",
-		func(vm *goja.Runtime) (result, error) {
+	r, err := runCall(ctx, c.loaded, c.limits, newKVView(nil, false, 0), "validate",
+		func(vm *goja.Runtime, _ *program) (result, error) {
 			f, err := exportedFunc(vm, c.prog, "validate")
 			if err != nil {
 				return result{}, err
@@ -134,8 +137,8 @@ func (c *Constitution) Resolve(ctx context.Context, proposalJSON, proposerID str
 	if err := c.checkArgs(args...); err != nil {
 		return "", err
 	}
-	return runCall(ctx, c.prog, c.limits, newKVView(tx, false, 0), "resolve",
-		func(vm *goja.Runtime) (string, error) {
+	return runCall(ctx, c.loaded, c.limits, newKVView(tx, false, 0), "resolve",
+		func(vm *goja.Runtime, _ *program) (string, error) {
 			f, err := exportedFunc(vm, c.prog, "resolve")
 			if err != nil {
 				return "", err
@@ -175,8 +178,8 @@ func (c *Constitution) Apply(ctx context.Context, proposalJSON, proposalID strin
 		return err
 	}
 	view := newKVView(tx, true, c.limits.MaxWriteBytes)
-	_, err := runCall(ctx, c.prog, c.limits, view, "apply",
-		func(vm *goja.Runtime) (struct{}, error) {
+	_, err := runCall(ctx, c.loaded, c.limits, view, "apply",
+		func(vm *goja.Runtime, _ *program) (struct{}, error) {
 			f, err := exportedFunc(vm, c.prog, "apply")
 			if err != nil {
 				return struct{}{}, err
@@ -205,12 +208,13 @@ func EvalBallot(ctx context.Context, ballotSource, proposalJSON, proposerID stri
 	if n := len(proposalJSON) + len(proposerID); n > limits.MaxArgBytes {
 		return false, fmt.Errorf("%w: arguments are %d bytes, the limit is %d", ErrTooLarge, n, limits.MaxArgBytes)
 	}
-	p, err := compileModule("ballot.js", ballotSource, MaxBallotBytes, "vote")
-	if err != nil {
-		return false, err
+	if len(ballotSource) > MaxBallotBytes {
+		return false, fmt.Errorf("%w: ballot.js is %d bytes, the limit is %d", ErrTooLarge, len(ballotSource), MaxBallotBytes)
 	}
-	return runCall(ctx, p, limits, newKVView(nil, false, 0), "ballot",
-		func(vm *goja.Runtime) (bool, error) {
+	// Compiled on runCall's goroutine, so the time budget covers it.
+	load := func() (*program, error) { return compileModule("ballot.js", ballotSource, MaxBallotBytes, "vote") }
+	return runCall(ctx, load, limits, newKVView(nil, false, 0), "ballot",
+		func(vm *goja.Runtime, p *program) (bool, error) {
 			f, err := exportedFunc(vm, p, "vote")
 			if err != nil {
 				return false, err

@@ -101,16 +101,31 @@ func declaredNames(st ast.Statement) []string {
 // declaration keyword that follows it.
 type exportSite struct{ export, decl int }
 
+// Parser bounds. goja's parser (and compiler) recurse once per nesting
+// level with no limit of their own, so deeply nested source overflows the
+// Go stack, which is a fatal error that no recover can catch; and compile
+// time grows quadratically with nested functions. findExports, which every
+// source passes before goja sees it, refuses source beyond these bounds.
+const (
+	// MaxNestingDepth bounds ( [ { and ${ nesting.
+	MaxNestingDepth = 256
+	// MaxFunctions bounds the `function` keywords and `=>` arrows in one
+	// source (the default constitution has about 20).
+	MaxFunctions = 1024
+)
+
 // findExports scans src as a JavaScript token stream just well enough to
 // find `export` keywords at the top level: it skips comments, string and
 // template literals (with nested ${...}) and regular expression literals,
-// and tracks bracket depth.
+// and tracks bracket depth. It also enforces MaxNestingDepth and
+// MaxFunctions, so it must run before any source reaches goja's parser.
 func findExports(name, src string) ([]exportSite, error) {
 	var (
 		sites     []exportSite
 		depth     int    // ( [ { nesting, template substitutions included
 		templates []int  // depth at which each open ${ started
 		prev      string // previous significant token, for the regex rule
+		funcs     int    // function keywords and arrows seen
 	)
 	fail := func(at int, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: line %d: %s", ErrSyntax, name, lineOf(src, at), fmt.Sprintf(format, args...))
@@ -127,6 +142,9 @@ func findExports(name, src string) ([]exportSite, error) {
 		if open {
 			templates = append(templates, depth)
 			depth++
+			if depth > MaxNestingDepth {
+				return fail(at, "nested more than %d levels deep", MaxNestingDepth)
+			}
 		}
 		i, prev = j, "str"
 		return nil
@@ -175,6 +193,11 @@ func findExports(name, src string) ([]exportSite, error) {
 				j++
 			}
 			word := src[i:j]
+			if word == "function" {
+				if funcs++; funcs > MaxFunctions {
+					return nil, fail(i, "more than %d functions", MaxFunctions)
+				}
+			}
 			if depth == 0 && prev != "." && prev != "?." {
 				switch word {
 				case "export":
@@ -200,7 +223,15 @@ func findExports(name, src string) ([]exportSite, error) {
 		default:
 			switch c {
 			case '(', '[', '{':
-				depth++
+				if depth++; depth > MaxNestingDepth {
+					return nil, fail(i, "nested more than %d levels deep", MaxNestingDepth)
+				}
+			case '=':
+				if strings.HasPrefix(src[i:], "=>") {
+					if funcs++; funcs > MaxFunctions {
+						return nil, fail(i, "more than %d functions", MaxFunctions)
+					}
+				}
 			case ')', ']', '}':
 				if depth == 0 {
 					return nil, fail(i, "unbalanced %q", c)

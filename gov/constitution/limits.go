@@ -4,8 +4,8 @@ import "time"
 
 // Source size bounds, checked before anything is compiled.
 const (
-	MaxConstitutionBytes = 1 << 20  // the default constitution is ~15 KiB
-	MaxBallotBytes       = 64 << 10 // a ballot is normally one line
+	MaxConstitutionBytes = 1 << 20 // the default constitution is ~15 KiB
+	MaxBallotBytes       = 4 << 10 // a ballot is normally one line, as in CCF
 )
 
 // Limits bound one call into JavaScript. Zero fields take the defaults.

@@ -61,8 +61,11 @@ type outcome[T any] struct {
 // one call to the next: globals, prototypes, closures), then body, under
 // l.Timeout and ctx. It runs on its own goroutine so that a script stuck in
 // an uninterruptible built-in cannot hold the caller past l.HardTimeout().
-func runCall[T any](ctx context.Context, p *program, l Limits, view *kvView, what string,
-	body func(vm *goja.Runtime) (T, error)) (T, error) {
+//
+// load returns the program to run; it is called on the call's goroutine, so
+// compiling there (as EvalBallot does) is covered by the time budget too.
+func runCall[T any](ctx context.Context, load func() (*program, error), l Limits, view *kvView, what string,
+	body func(vm *goja.Runtime, p *program) (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("constitution: %s: %w", what, err)
@@ -82,11 +85,16 @@ func runCall[T any](ctx context.Context, p *program, l Limits, view *kvView, wha
 			}
 			done <- o
 		}()
+		p, err := load()
+		if err != nil {
+			o.err = err
+			return
+		}
 		if _, err := vm.RunProgram(p.prg); err != nil {
 			o.err = classify(err, what, l)
 			return
 		}
-		o.val, o.err = body(vm)
+		o.val, o.err = body(vm, p)
 		if o.err != nil {
 			o.err = classify(o.err, what, l)
 		}
@@ -121,7 +129,7 @@ func classify(err error, what string, l Limits) error {
 		return fmt.Errorf("%w: %s ran past %v", ErrTimeout, what, l.Timeout)
 	case errors.As(err, &so):
 		return fmt.Errorf("%w: %s: stack overflow (more than %d nested calls)", ErrScript, what, l.MaxCallDepth)
-	case errors.Is(err, ErrBadResult), errors.Is(err, ErrMissingExport), errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ErrBadResult), errors.Is(err, ErrMissingExport), errors.Is(err, ErrTooLarge), errors.Is(err, ErrSyntax):
 		return err
 	}
 	// A *goja.Exception (the script threw) or a host error it let escape;
@@ -155,8 +163,37 @@ func exportedFunc(vm *goja.Runtime, p *program, name string) (goja.Callable, err
 
 // preludeSrc completes the host API in JS and caps the string built-ins
 // that allocate their whole result in one uninterruptible step.
-const preludeSrc = `(function (ccf, maxString) {
+//
+// It also closes every way for a script to reach goja's parser at run time
+// (eval and the Function constructors), since source compiled there would
+// bypass the nesting bounds of findExports, and bounds JSON.parse nesting:
+// goja recurses per level in both and a stack overflow kills the process.
+const preludeSrc = `(function (ccf, maxString, jsonDepthOK, maxJSONDepth) {
 	"use strict";
+	const refuse = (what) => function () {
+		throw new EvalError(what + " is disabled: code cannot be compiled at run time");
+	};
+	Object.defineProperty(globalThis, "eval", { value: refuse("eval"), writable: false, configurable: false });
+	const F = refuse("Function");
+	for (const proto of [
+		Function.prototype,
+		Object.getPrototypeOf(function* () {}),
+		Object.getPrototypeOf(async function () {}),
+	]) {
+		Object.defineProperty(proto, "constructor", { value: F, writable: false, configurable: false });
+	}
+	Object.defineProperty(globalThis, "Function", { value: F, writable: false, configurable: false });
+	const parse = JSON.parse;
+	Object.defineProperty(JSON, "parse", {
+		value: function (text, reviver) {
+			const s = String(text);
+			if (!jsonDepthOK(s)) {
+				throw new SyntaxError("JSON.parse: nested more than " + maxJSONDepth + " levels deep");
+			}
+			return parse(s, reviver);
+		},
+		writable: true, configurable: true,
+	});
 	const S = String.prototype;
 	const wrap = (name, size) => {
 		const orig = S[name];
@@ -232,8 +269,34 @@ func installHost(vm *goja.Runtime, view *kvView, l Limits) error {
 	if !ok {
 		return errors.New("prelude is not a function")
 	}
-	_, err = f(goja.Undefined(), ccf, vm.ToValue(l.MaxStringBytes))
+	_, err = f(goja.Undefined(), ccf, vm.ToValue(l.MaxStringBytes), vm.ToValue(jsonDepthOK), vm.ToValue(maxJSONDepth))
 	return err
+}
+
+// maxJSONDepth bounds the nesting of what JSON.parse accepts.
+const maxJSONDepth = 1024
+
+// jsonDepthOK reports whether s nests [ and { at most maxJSONDepth deep,
+// brackets inside strings aside. It does not validate s: JSON.parse does.
+func jsonDepthOK(s string) bool {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			if depth++; depth > maxJSONDepth {
+				return false
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return true
 }
 
 // validCertBundle reports whether s is one or more PEM certificates and
