@@ -57,16 +57,36 @@
 // while(true){} in a ballot or constitution returns ErrTimeout and the
 // caller carries on. Recursion is bounded by Limits.MaxCallDepth.
 //
-// goja has no memory limit. What is bounded: source sizes
-// (MaxConstitutionBytes, MaxBallotBytes), the proposal and other arguments
-// (MaxArgBytes, MaxVotes), the bytes one apply may write to the kv
-// (MaxWriteBytes, enforced even if the script catches the error), and the
-// string built-ins that allocate their result in one step (repeat,
-// padStart, padEnd: MaxStringBytes). Everything a script grows step by
-// step in JS (s += s, array.push in a loop) is cut off by the timeout:
-// measured on a development machine, such loops reach 30 to 85 MB of heap
-// (50 to 130 MB allocated) in 100ms, all garbage once the call returns; the
-// figure grows in proportion to Timeout (so roughly tenfold at the 1s default).
+// Neither a stack overflow of the Go runtime nor an allocation it cannot
+// satisfy can be recovered: both are fatal errors that kill the process,
+// whatever goroutine they happen on. So the inputs that would cause them
+// are refused before goja acts on them:
+//
+//   - Parser recursion. goja's parser and compiler recurse once per nesting
+//     level without a limit of their own. Every source is checked first
+//     (Parse, CheckBallot, EvalBallot, ccf.checkConstitution): bracket and
+//     template nesting deeper than MaxNestingDepth, or more than
+//     MaxFunctions functions and arrows (compile time grows quadratically
+//     with nested functions), is ErrSyntax. Scripts cannot compile code at
+//     run time: eval and the Function constructors (plain, async,
+//     generator) throw. JSON.parse refuses input nested more than 1024
+//     levels deep. Ballots are compiled on the call's goroutine, inside
+//     its Timeout.
+//   - Single-step allocations. goja has no memory limit. ArrayBuffer
+//     lengths (however the constructor is reached, ccf.strToBuf("").constructor
+//     included) and the strings made by repeat, padStart and padEnd are
+//     capped at MaxStringBytes; typed arrays, DataView and
+//     SharedArrayBuffer are removed.
+//
+// Also bounded: source sizes (MaxConstitutionBytes, and MaxBallotBytes:
+// 4 KiB, as ballots are one-liners), the proposal and other arguments
+// (MaxArgBytes, MaxVotes), and the bytes one apply may write to the kv
+// (MaxWriteBytes, enforced even if the script catches the error).
+// Everything a script grows step by step in JS (s += s, array.push in a
+// loop) is cut off by the timeout: measured on a development machine, such
+// loops reach 30 to 85 MB of heap (50 to 130 MB allocated) in 100ms, all
+// garbage once the call returns; the figure grows in proportion to Timeout
+// (so roughly tenfold at the 1s default).
 //
 // The gap: goja checks for interrupts only between JS instructions, so one
 // built-in call on a huge sparse array (new Array(1e9).join(), .fill(0))
@@ -79,5 +99,9 @@
 // such goroutines a stream of hostile calls could leave behind. This is
 // acceptable because constitutions only change by a vote of the members
 // and ballots are signed by members, but it is not a sandbox against a
-// hostile member; a process-level or wasm-based sandbox would be.
+// hostile member; a process-level or wasm-based sandbox would be. For the
+// same reason the fatal-error bounds above cover the paths known to reach
+// one; they are not a proof that no other built-in can (for example, goja
+// serialises a structure a script built millions of levels deep
+// recursively).
 package constitution

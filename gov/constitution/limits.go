@@ -26,8 +26,8 @@ type Limits struct {
 	// (default 16 MiB).
 	MaxWriteBytes int
 	// MaxStringBytes bounds strings made by String.prototype.repeat,
-	// padStart and padEnd, the built-ins that allocate in one uninterruptible
-	// step (default 16 MiB).
+	// padStart and padEnd, and the length of an ArrayBuffer: the built-ins
+	// that allocate in one uninterruptible step (default 16 MiB).
 	MaxStringBytes int
 	// MaxCallDepth bounds JS recursion (default 1024), so runaway recursion
 	// fails fast with a stack overflow rather than spinning to the timeout.

@@ -183,6 +183,33 @@ const preludeSrc = `(function (ccf, maxString, jsonDepthOK, maxJSONDepth) {
 		Object.defineProperty(proto, "constructor", { value: F, writable: false, configurable: false });
 	}
 	Object.defineProperty(globalThis, "Function", { value: F, writable: false, configurable: false });
+	// goja allocates a whole ArrayBuffer or typed array in one
+	// uninterruptible step, and an allocation the Go runtime cannot satisfy
+	// is a fatal error, so a script could kill the node with
+	// new ArrayBuffer(1e12). Typed arrays, DataView and SharedArrayBuffer
+	// are removed (the host API needs only ArrayBuffer, as an opaque
+	// buffer), and ArrayBuffer is capped at maxString bytes, including when
+	// reached as ccf.strToBuf("").constructor.
+	for (const name of ["SharedArrayBuffer", "DataView", "Int8Array", "Uint8Array",
+		"Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array", "Uint32Array",
+		"Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"]) {
+		delete globalThis[name];
+	}
+	const AB = ArrayBuffer;
+	const CappedArrayBuffer = function ArrayBuffer(length) {
+		if (new.target === undefined) {
+			throw new TypeError("Constructor ArrayBuffer requires 'new'");
+		}
+		const n = length === undefined ? 0 : Number(length);
+		if (n > maxString) {
+			throw new RangeError("ArrayBuffer: length " + n + " is above the limit of " + maxString + " bytes");
+		}
+		return Reflect.construct(AB, [n], new.target);
+	};
+	Object.defineProperty(CappedArrayBuffer, "prototype", { value: AB.prototype, writable: false, configurable: false });
+	Object.defineProperty(CappedArrayBuffer, "isView", { value: AB.isView, writable: true, configurable: true });
+	Object.defineProperty(AB.prototype, "constructor", { value: CappedArrayBuffer, writable: false, configurable: false });
+	Object.defineProperty(globalThis, "ArrayBuffer", { value: CappedArrayBuffer, writable: false, configurable: false });
 	const parse = JSON.parse;
 	Object.defineProperty(JSON, "parse", {
 		value: function (text, reviver) {
