@@ -15,7 +15,8 @@ const alpn = "coco-raft/1"
 
 // verifyNode checks that a peer's certificate chain starts with a node
 // certificate issued directly by the service certificate and valid for
-// usage, and returns the leaf. Intermediates the peer sends are ignored:
+// usage, and returns the leaf. Neither the service certificate nor any other
+// CA certificate is a node certificate. Intermediates the peer sends are ignored:
 // node certificates are signed by the service key itself, and nothing else
 // the peer presents may extend that trust.
 func verifyNode(serviceCert *x509.Certificate, chain []*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (*x509.Certificate, error) {
@@ -25,6 +26,11 @@ func verifyNode(serviceCert *x509.Certificate, chain []*x509.Certificate, usage 
 	roots := x509.NewCertPool()
 	roots.AddCert(serviceCert)
 	leaf := chain[0]
+	// The service certificate verifies against itself and, having no
+	// extended key usage, for any usage; it names the service, not a node.
+	if leaf.IsCA || leaf.Equal(serviceCert) {
+		return nil, fmt.Errorf("%w: certificate %q is the service's or a CA's, not a node certificate", ErrRefused, leaf.Subject.CommonName)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots:       roots,
 		CurrentTime: now,

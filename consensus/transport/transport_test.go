@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -132,6 +133,11 @@ func TestForeignCertificatesRefused(t *testing.T) {
 	foreign, foreignID := other.nodeCert(t, true, true)
 	self, selfID := selfSignedNodeCert(t)
 	serverOnly, serverOnlyID := ca.nodeCert(t, true, false)
+	service := tls.Certificate{Certificate: [][]byte{ca.cert.Raw}, PrivateKey: ca.key, Leaf: ca.cert}
+	serviceID, err := raftIDOf(ca.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		cert tls.Certificate
@@ -140,6 +146,7 @@ func TestForeignCertificatesRefused(t *testing.T) {
 		{"other CA", foreign, foreignID},
 		{"self-signed", self, selfID},
 		{"no client auth usage", serverOnly, serverOnlyID},
+		{"service certificate", service, serviceID},
 	} {
 		t.Run("accept/"+c.name, func(t *testing.T) {
 			conn, err := rawClient(t, a.Addr(), c.cert, a.id)
@@ -162,7 +169,6 @@ func TestForeignCertificatesRefused(t *testing.T) {
 		ca   *x509.Certificate
 	}{
 		{"other CA", foreign, foreignID, other.cert},
-		{"self-signed", self, selfID, self.Leaf},
 	} {
 		t.Run("dial/"+c.name, func(t *testing.T) {
 			evil := startNode(t, other, nodeOpts{cert: &c.cert, id: c.id, serviceCert: c.ca})
@@ -181,9 +187,73 @@ func TestForeignCertificatesRefused(t *testing.T) {
 			}
 		})
 	}
+	// Dial: servers a transport would not run as (New checks its own
+	// certificate), by hand; they acknowledge whatever they are sent.
+	for _, c := range []struct {
+		name string
+		cert tls.Certificate
+		id   uint64
+	}{
+		{"self-signed", self, selfID},
+		{"service certificate", service, serviceID},
+	} {
+		t.Run("dial/"+c.name, func(t *testing.T) {
+			addr := ackServer(t, c.cert)
+			a.SetPeer(c.id, addr)
+			defer a.RemovePeer(c.id)
+			waitFor(t, "failed dials", func() bool {
+				a.Send([]*pb.Message{app(a.id, c.id, 0, nil)})
+				return a.Stats()[c.id].Dropped >= 3
+			})
+			if st := a.Stats()[c.id]; st.Connected || st.Sent != 0 || st.Reconnects != 0 {
+				t.Fatalf("a connected to a server presenting a %s certificate: %+v", c.name, st)
+			}
+		})
+	}
 	if got := a.rec.all(); len(got) != 0 {
 		t.Fatalf("a received %d messages from foreign nodes", len(got))
 	}
+}
+
+// ackServer is a TLS server presenting cert that acknowledges any preface
+// and discards what follows; it is closed when the test ends.
+func ackServer(t *testing.T, cert tls.Certificate) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAnyClientCert, NextProtos: []string{alpn},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(waitTimeout))
+				var pre [prefaceLen]byte
+				if _, err := io.ReadFull(c, pre[:]); err != nil {
+					return
+				}
+				_, _ = c.Write([]byte{prefaceAck})
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func TestOwnCertificateChecked(t *testing.T) {
@@ -199,6 +269,14 @@ func TestOwnCertificateChecked(t *testing.T) {
 	}
 	if _, err := New(cfg(good, goodID+1)); err == nil {
 		t.Fatal("New with a raft id its certificate does not map to succeeded")
+	}
+	service := tls.Certificate{Certificate: [][]byte{ca.cert.Raw}, PrivateKey: ca.key, Leaf: ca.cert}
+	serviceID, err := raftIDOf(ca.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg(service, serviceID)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("New with the service certificate as node certificate: %v", err)
 	}
 	noMembership := cfg(good, goodID)
 	noMembership.IsMember = nil
