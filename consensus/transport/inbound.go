@@ -11,12 +11,6 @@ import (
 	"time"
 )
 
-// inConn is an accepted, authenticated connection from peer.
-type inConn struct {
-	peer uint64
-	conn net.Conn
-}
-
 // serveInbound authenticates an accepted connection and delivers the
 // messages it carries until it fails, the peer misbehaves or the transport
 // closes. Every refusal closes the connection: a peer that sends something
@@ -145,16 +139,16 @@ func (t *Transport) setInbound(peer uint64, conn net.Conn) bool {
 		return false
 	}
 	if old, ok := t.inbound[peer]; ok {
-		_ = old.conn.Close()
+		_ = old.Close()
 	}
-	t.inbound[peer] = &inConn{peer: peer, conn: conn}
+	t.inbound[peer] = conn
 	return true
 }
 
 func (t *Transport) clearInbound(peer uint64, conn net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.inbound[peer]; ok && c.conn == conn {
+	if c, ok := t.inbound[peer]; ok && c == conn {
 		delete(t.inbound, peer)
 	}
 }

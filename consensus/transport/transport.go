@@ -112,7 +112,7 @@ type Transport struct {
 	mu       sync.Mutex
 	peers    map[uint64]*peer
 	conns    map[net.Conn]struct{} // every accepted connection, for Close
-	inbound  map[uint64]*inConn    // latest accepted connection per peer
+	inbound  map[uint64]net.Conn   // latest authenticated connection per peer
 	inStats  map[uint64]*inboundStats
 	closed   bool
 	running  bool
@@ -199,7 +199,7 @@ func New(cfg Config) (*Transport, error) {
 		cancel:     cancel,
 		peers:      make(map[uint64]*peer),
 		conns:      make(map[net.Conn]struct{}),
-		inbound:    make(map[uint64]*inConn),
+		inbound:    make(map[uint64]net.Conn),
 		inStats:    make(map[uint64]*inboundStats),
 		handshakes: make(chan struct{}, maxHandshakes),
 		hsPerIP:    make(map[string]int),
@@ -410,7 +410,7 @@ func (t *Transport) MembershipChanged() {
 	t.mu.Lock()
 	conns := make(map[uint64]net.Conn, len(t.inbound))
 	for id, c := range t.inbound {
-		conns[id] = c.conn
+		conns[id] = c
 	}
 	t.mu.Unlock()
 	// IsMember is called without t.mu: it may take the caller's locks.
