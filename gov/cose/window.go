@@ -21,7 +21,11 @@ const DefaultWindowSize = 100
 //     apart from a replay;
 //   - beyond the size, the entries with the lowest created_at are evicted
 //     (not the first added), so every evicted entry is at or below the
-//     median and a replay of it fails the age check.
+//     median. That alone does not refuse its replay: created_at may tie
+//     with the median (several proposals in one second), and a request at
+//     the median is accepted. So the window also remembers the highest
+//     created_at it ever evicted, and refuses any request at or below it
+//     as too old: a replay of an evicted entry always is.
 //
 // Entries are kept sorted by (created_at, digest), which makes the state,
 // and its JSON, independent of the order requests arrived in: the same set
@@ -33,6 +37,11 @@ const DefaultWindowSize = 100
 type Window struct {
 	size    int
 	entries []windowEntry // sorted by (createdAt, digest), no duplicates
+	// evicted reports whether any entry was ever evicted, and evictedMax
+	// is then the highest created_at evicted: nothing at or below it may
+	// be accepted.
+	evicted    bool
+	evictedMax int64
 }
 
 type windowEntry struct {
@@ -70,20 +79,25 @@ func (w *Window) Len() int { return len(w.entries) }
 
 // Check reports whether a request with this digest and created_at may be
 // accepted: ErrReplay if the digest is in the window, ErrTooOld if createdAt
-// is before the window's median, else nil. It does not record the request:
+// is before the window's median or at or below the highest created_at
+// ever evicted, else nil. It does not record the request:
 // call Add once the request is accepted.
 //
 // As in CCF, the median is that of the entries held (the upper median,
 // entries[n/2]) whenever the window is not empty, not only once it is full:
 // a service's first proposals get the same protection as later ones.
 // createdAt equal to the median is accepted, so that members may submit
-// several proposals within the same second.
+// several proposals within the same second, unless an entry of that second
+// was evicted already: its replay could not be told apart.
 func (w *Window) Check(digest [32]byte, createdAt int64) error {
 	// By digest alone, not (created_at, digest) as CCF keys it: the digest
 	// covers the signed created_at, so this is the same test, and it does
 	// not depend on the caller passing the right created_at.
 	if slices.ContainsFunc(w.entries, func(e windowEntry) bool { return e.digest == digest }) {
 		return fmt.Errorf("%w: request %x is already in the recent proposals window", ErrReplay, digest)
+	}
+	if w.evicted && createdAt <= w.evictedMax {
+		return fmt.Errorf("%w: created_at %d is at or before %d, the latest created_at evicted from the recent proposals window", ErrTooOld, createdAt, w.evictedMax)
 	}
 	if n := len(w.entries); n > 0 {
 		if median := w.entries[n/2].createdAt; createdAt < median {
@@ -104,6 +118,10 @@ func (w *Window) Add(digest [32]byte, createdAt int64) {
 	}
 	w.entries = slices.Insert(w.entries, i, e)
 	if extra := len(w.entries) - w.Size(); extra > 0 {
+		// Sorted, so the last evicted has the highest created_at of them.
+		if last := w.entries[extra-1].createdAt; !w.evicted || last > w.evictedMax {
+			w.evicted, w.evictedMax = true, last
+		}
 		w.entries = slices.Delete(w.entries, 0, extra)
 	}
 }
@@ -113,6 +131,9 @@ func (w *Window) Add(digest [32]byte, createdAt int64) {
 type windowJSON struct {
 	Size    int               `json:"size"`
 	Entries []windowEntryJSON `json:"entries"`
+	// EvictedMax is the highest created_at ever evicted; absent until the
+	// first eviction.
+	EvictedMax *int64 `json:"evicted_max,omitempty"`
 }
 
 type windowEntryJSON struct {
@@ -121,12 +142,17 @@ type windowEntryJSON struct {
 }
 
 // MarshalJSON encodes the window as
-// {"size":n,"entries":[{"created_at":s,"digest":hex},...]}, entries sorted.
+// {"size":n,"entries":[{"created_at":s,"digest":hex},...],"evicted_max":s},
+// entries sorted, evicted_max present once an entry has been evicted.
 // Value receiver, so a Window value marshals the same as a pointer.
 func (w Window) MarshalJSON() ([]byte, error) {
 	out := windowJSON{Size: w.Size(), Entries: make([]windowEntryJSON, len(w.entries))}
 	for i, e := range w.entries {
 		out.Entries[i] = windowEntryJSON{CreatedAt: e.createdAt, Digest: hex.EncodeToString(e.digest[:])}
+	}
+	if w.evicted {
+		m := w.evictedMax
+		out.EvictedMax = &m
 	}
 	return json.Marshal(out)
 }
@@ -161,6 +187,18 @@ func (w *Window) UnmarshalJSON(b []byte) error {
 			return malformedf("window state: entry %d is out of order or duplicated", i)
 		}
 	}
-	*w = Window{size: in.Size, entries: entries}
+	nw := Window{size: in.Size, entries: entries}
+	if in.EvictedMax != nil {
+		// Eviction happens only when full and takes the lowest entries,
+		// so what remains is a full window at or above evicted_max.
+		if err := checkCreatedAt(*in.EvictedMax); err != nil {
+			return fmt.Errorf("window state: evicted_max: %w", err)
+		}
+		if len(entries) != in.Size || *in.EvictedMax > entries[0].createdAt {
+			return malformedf("window state: evicted_max %d does not fit its entries", *in.EvictedMax)
+		}
+		nw.evicted, nw.evictedMax = true, *in.EvictedMax
+	}
+	*w = nw
 	return nil
 }

@@ -255,3 +255,87 @@ func TestWindowWithRequests(t *testing.T) {
 		t.Fatalf("replay: %v", err)
 	}
 }
+
+// An evicted entry whose created_at ties with the median used to be
+// accepted again: the size-3 case {a,b,c}@10 then d@11.
+func TestWindowEvictedTieReplay(t *testing.T) {
+	w := NewWindow(3)
+	for i := range 3 {
+		mustCheckAdd(t, w, digestOf(i), 10)
+	}
+	mustCheckAdd(t, w, digestOf(3), 11)
+	// digestOf(0), the lowest of the three at 10, was evicted.
+	if err := w.Check(digestOf(0), 10); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("replay of the evicted entry: %v, want ErrTooOld", err)
+	}
+	for i := 1; i < 4; i++ {
+		at := int64(10)
+		if i == 3 {
+			at = 11
+		}
+		if err := w.Check(digestOf(i), at); !errors.Is(err, ErrReplay) {
+			t.Fatalf("replay of kept %d: %v, want ErrReplay", i, err)
+		}
+	}
+	// The state survives a JSON round trip.
+	b, err := json.Marshal(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"evicted_max":10`) {
+		t.Fatalf("JSON %s does not record evicted_max", b)
+	}
+	var back Window
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.Check(digestOf(0), 10); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("restored window: replay of the evicted entry: %v, want ErrTooOld", err)
+	}
+	if b2, _ := json.Marshal(&back); !bytes.Equal(b, b2) {
+		t.Fatalf("re-marshal %s, want %s", b2, b)
+	}
+	// Later seconds are still accepted.
+	mustCheckAdd(t, w, digestOf(9), 11)
+}
+
+// 101 proposals in the same second with the default size: the one evicted
+// cannot be replayed, nor can any of the others.
+func TestWindowSameSecondOverflow(t *testing.T) {
+	w := NewWindow(DefaultWindowSize)
+	const at = 5000
+	for i := range DefaultWindowSize + 1 {
+		mustCheckAdd(t, w, digestOf(i), at)
+	}
+	for i := range DefaultWindowSize + 1 {
+		if err := w.Check(digestOf(i), at); err == nil {
+			t.Fatalf("replay of proposal %d accepted", i)
+		}
+	}
+	if err := w.Check(digestOf(0), at); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("replay of the evicted proposal: %v, want ErrTooOld", err)
+	}
+	mustCheckAdd(t, w, digestOf(500), at+1)
+}
+
+func TestWindowJSONRejectsBadEvictedMax(t *testing.T) {
+	d := func(i int) string { x := digestOf(i); return hex.EncodeToString(x[:]) }
+	for name, in := range map[string]string{
+		"not full":       `{"size":2,"entries":[{"created_at":5,"digest":"` + d(1) + `"}],"evicted_max":3}`,
+		"above entries":  `{"size":1,"entries":[{"created_at":5,"digest":"` + d(1) + `"}],"evicted_max":6}`,
+		"negative":       `{"size":1,"entries":[{"created_at":5,"digest":"` + d(1) + `"}],"evicted_max":-1}`,
+		"empty evicted":  `{"size":1,"entries":[],"evicted_max":1}`,
+		"string evicted": `{"size":1,"entries":[{"created_at":5,"digest":"` + d(1) + `"}],"evicted_max":"1"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var w Window
+			if err := json.Unmarshal([]byte(in), &w); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Unmarshal: %v, want ErrMalformed", err)
+			}
+		})
+	}
+	var w Window
+	if err := json.Unmarshal([]byte(`{"size":1,"entries":[{"created_at":5,"digest":"`+d(1)+`"}],"evicted_max":5}`), &w); err != nil {
+		t.Fatal(err)
+	}
+}
