@@ -309,10 +309,36 @@ func TestDefaultApply(t *testing.T) {
 			!strings.Contains(err.Error(), "recovery members") {
 			t.Fatalf("threshold above recovery members: %v", err)
 		}
+		// memberID is the only recovery member and the threshold is 1: as
+		// in CCF, it cannot be removed.
+		if err := apply(t, action{"remove_member", args{"member_id": memberID}}); !errors.Is(err, ErrScript) ||
+			!strings.Contains(err.Error(), "recovery threshold") {
+			t.Fatalf("removing the last recovery member: %v", err)
+		}
+		if !has(MembersCerts, memberID) || !has(MembersEncryptionPublicKeys, memberID) {
+			t.Fatal("a refused remove_member changed the kv")
+		}
+		// A member holding a key but not Active is not a recovery member.
+		cert2, id2 := newCert(t, "m2")
+		mustApply(t, action{"set_member", args{"cert": cert2, "encryption_pub_key": newEncKeyPEM(t)}})
+		if err := apply(t, action{"set_recovery_threshold", args{"recovery_threshold": 2}}); err == nil ||
+			!strings.Contains(err.Error(), "1 recovery members") {
+			t.Fatalf("threshold counting an Accepted member: %v", err)
+		}
+		if err := apply(t, action{"remove_member", args{"member_id": memberID}}); err == nil {
+			t.Fatal("removed the last Active recovery member while an Accepted one holds a key")
+		}
+		// Once it is Active, there are two, and one may go.
+		putJSON(t, tx, MembersInfo, id2, args{"status": MemberActive})
 		mustApply(t, action{"remove_member", args{"member_id": memberID}})
 		if has(MembersCerts, memberID) || has(MembersInfo, memberID) || has(MembersEncryptionPublicKeys, memberID) {
 			t.Fatal("member still present")
 		}
+		// A member without a key may always go (while others are Active).
+		cert3, id3 := newCert(t, "m3")
+		mustApply(t, action{"set_member", args{"cert": cert3}})
+		putJSON(t, tx, MembersInfo, id3, args{"status": MemberActive})
+		mustApply(t, action{"remove_member", args{"member_id": id3}})
 	})
 
 	t.Run("last active member cannot be removed", func(t *testing.T) {

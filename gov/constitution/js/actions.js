@@ -103,6 +103,17 @@ function countActiveMembers() {
   return n;
 }
 
+// countRecoveryMembers counts the Active members holding an encryption key:
+// those that can take part in recovery, as CCF counts them.
+function countRecoveryMembers() {
+  let n = 0;
+  ccf.kv[MAPS.membersEncryptionPublicKeys].forEach((_, id) => {
+    const info = getJSON(MAPS.membersInfo, id);
+    if (info !== undefined && info.status === "Active") n++;
+  });
+  return n;
+}
+
 const actions = new Map([
   ["set_member", {
     args: { cert: "cert", encryption_pub_key: "pubkey?", member_data: "json?" },
@@ -130,6 +141,16 @@ const actions = new Map([
       // and governance could never change anything again.
       if (info.status === "Active" && countActiveMembers() <= 1) {
         throw new Error(`member ${args.member_id} is the last active member`);
+      }
+      // As CCF's: removing an active recovery member must leave at least
+      // recovery_threshold of them, or the service could not be recovered.
+      if (info.status === "Active" && ccf.kv[MAPS.membersEncryptionPublicKeys].has(args.member_id)) {
+        const config = getJSON(MAPS.serviceConfig, SERVICE_KEY) || {};
+        const threshold = config.recovery_threshold || 0;
+        const left = countRecoveryMembers() - 1;
+        if (left < threshold) {
+          throw new Error(`removing member ${args.member_id} would leave ${left} recovery members, fewer than the recovery threshold ${threshold}`);
+        }
       }
       ccf.kv[MAPS.membersCerts].delete(args.member_id);
       ccf.kv[MAPS.membersInfo].delete(args.member_id);
@@ -222,10 +243,9 @@ const actions = new Map([
   ["set_recovery_threshold", {
     args: { recovery_threshold: "threshold" },
     apply(args) {
-      // As CCF's: a threshold above the number of members holding an
-      // encryption key (recovery members) would make recovery impossible.
-      let recoveryMembers = 0;
-      ccf.kv[MAPS.membersEncryptionPublicKeys].forEach(() => { recoveryMembers++; });
+      // As CCF's: a threshold above the number of Active members holding
+      // an encryption key (recovery members) would make recovery impossible.
+      const recoveryMembers = countRecoveryMembers();
       if (args.recovery_threshold > recoveryMembers) {
         throw new Error(`recovery threshold ${args.recovery_threshold} is above the ${recoveryMembers} recovery members`);
       }
