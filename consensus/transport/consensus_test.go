@@ -88,7 +88,10 @@ func TestConsensusOverTransport(t *testing.T) {
 			Ledger: led, Store: rn.store, Keyring: kr,
 			NodeKey: keys[i], NodeCertPEM: cococrypto.EncodeCertPEM(rn.tr.cert.Leaf), ServiceKey: ca.key,
 			Transport: rn.tr, Peers: peers,
-			TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1,
+			// A 500 ms election timeout (100 ms heartbeats) leaves room
+			// for -race on a loaded machine; should leadership still move,
+			// submit retries wherever it went.
+			TickInterval: 50 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 2,
 			SigTxInterval: 5, SigInterval: 20 * time.Millisecond,
 			Logger: testLogger(t).With("raft_node", rn.tr.id),
 		})
