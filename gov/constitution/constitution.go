@@ -109,9 +109,14 @@ func (c *Constitution) Validate(ctx context.Context, proposalJSON string) (valid
 			if !ok {
 				return result{}, fmt.Errorf("%w: validate returned %s, want {valid, description}", ErrBadResult, describe(v))
 			}
-			valid, ok := obj.Get("valid").Export().(bool)
+			// Get returns nil for a missing property (validate returned {}).
+			vv := obj.Get("valid")
+			valid, ok := false, false
+			if vv != nil {
+				valid, ok = vv.Export().(bool)
+			}
 			if !ok {
-				return result{}, fmt.Errorf("%w: validate returned valid = %s, want a boolean", ErrBadResult, describe(obj.Get("valid")))
+				return result{}, fmt.Errorf("%w: validate returned valid = %s, want a boolean", ErrBadResult, describe(vv))
 			}
 			var desc string
 			if d := obj.Get("description"); d != nil && !goja.IsUndefined(d) && !goja.IsNull(d) {
@@ -188,6 +193,11 @@ func (c *Constitution) Apply(ctx context.Context, proposalJSON, proposalID strin
 			return struct{}{}, err
 		})
 	if err != nil {
+		// Past MaxWriteBytes the script saw a plain JS Error; the caller
+		// still learns the cause.
+		if lerr := view.writeLimitErr(); lerr != nil {
+			return fmt.Errorf("%w; then: %w", lerr, err)
+		}
 		return err
 	}
 	// The script is done (its goroutine has returned), so tx is ours again.

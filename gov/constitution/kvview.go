@@ -118,6 +118,13 @@ func (v *kvView) put(mapName, key string, value *string) error {
 	return nil
 }
 
+// writeLimitErr is the error of the first write beyond MaxWriteBytes, if any.
+func (v *kvView) writeLimitErr() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.limitErr
+}
+
 // entries returns mapName as the call sees it, sorted by key. It copies
 // rather than streams so that the script's callback runs without mu held
 // and may write to the map it iterates.

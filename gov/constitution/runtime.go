@@ -255,7 +255,9 @@ func installHost(vm *goja.Runtime, view *kvView, l Limits) error {
 			panic(err) // only on a frozen object; these are fresh
 		}
 	}
-	set(ccf, "kv", vm.NewDynamicObject(&kvObject{vm: vm, view: view, handles: map[string]*goja.Object{}}))
+	// Error as it is before any script runs: scripts may replace the global.
+	errorCtor := vm.Get("Error")
+	set(ccf, "kv", vm.NewDynamicObject(&kvObject{vm: vm, view: view, errorCtor: errorCtor, handles: map[string]*goja.Object{}}))
 	set(ccf, "strToBuf", func(s string) goja.ArrayBuffer { return vm.NewArrayBuffer([]byte(s)) })
 	set(ccf, "bufToStr", func(b goja.Value) string { return toStr(vm, b, "bufToStr argument") })
 	set(ccf, "pemToId", func(s string) string {
@@ -365,9 +367,19 @@ func toStr(vm *goja.Runtime, v goja.Value, what string) string {
 
 // kvObject is ccf.kv: any property name is a map handle, as in CCF.
 type kvObject struct {
-	vm      *goja.Runtime
-	view    *kvView
-	handles map[string]*goja.Object
+	vm        *goja.Runtime
+	view      *kvView
+	errorCtor goja.Value // the intrinsic Error constructor
+	handles   map[string]*goja.Object
+}
+
+// newError returns a plain JS Error with msg. Go errors are not handed to
+// scripts as such (vm.NewGoError would expose the Go value and its methods).
+func (k *kvObject) newError(msg string) *goja.Object {
+	if o, err := k.vm.New(k.errorCtor, k.vm.ToValue(msg)); err == nil {
+		return o
+	}
+	return k.vm.NewTypeError("%s", msg)
 }
 
 var _ goja.DynamicObject = (*kvObject)(nil)
@@ -392,7 +404,7 @@ func (k *kvObject) Keys() []string              { return nil }
 func (k *kvObject) handle(mapName string) *goja.Object {
 	vm, view := k.vm, k.view
 	throw := func(op string, err error) {
-		panic(vm.NewGoError(fmt.Errorf("ccf.kv[%q].%s: %w", mapName, op, err)))
+		panic(k.newError(fmt.Sprintf("ccf.kv[%q].%s: %v", mapName, op, err)))
 	}
 	h := vm.NewObject()
 	must := func(name string, fn any) {

@@ -67,7 +67,9 @@ function checkArgs(args, spec) {
     throw new ArgError("args must be an object");
   }
   for (const k of Object.keys(args)) {
-    if (!(k in spec)) {
+    // Own properties only: `k in spec` would let "constructor",
+    // "toString" or "__proto__" through from Object.prototype.
+    if (!Object.prototype.hasOwnProperty.call(spec, k)) {
       throw new ArgError(`unknown argument "${k}"`);
     }
   }
