@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoledger/coco/consensus"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -88,14 +88,7 @@ func raftIDOf(cert *x509.Certificate) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	b, err := hex.DecodeString(nodeID[:16])
-	if err != nil {
-		return 0, err
-	}
-	if v := binary.BigEndian.Uint64(b); v != 0 {
-		return v, nil
-	}
-	return 1, nil
+	return consensus.RaftID(nodeID)
 }
 
 // recorder is a Deliver that keeps what it was given.
