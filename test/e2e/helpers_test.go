@@ -6,19 +6,12 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoledger/coco/internal/testproc"
 	"github.com/cocoledger/coco/sandbox"
 )
 
@@ -41,19 +35,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "coco-e2e-bin-")
+	bin, cleanup, err := testproc.Build("coco-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	cocoBin = filepath.Join(dir, "coco")
-	build := exec.Command("go", "build", "-o", cocoBin, "github.com/cocoledger/coco/cmd/coco")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build coco:", err)
-		return 1
-	}
+	defer cleanup()
+	cocoBin = bin
 	return m.Run()
 }
 
@@ -64,38 +52,22 @@ const (
 	stopTimeout  = 15 * time.Second
 )
 
-// proc is a coco process started by a test. It runs in a process group of
-// its own so that cleanup also reaches the node processes a sandbox starts.
+// proc is a coco process started by a test (see testproc.Proc).
 type proc struct {
+	*testproc.Proc
 	t       testing.TB
-	name    string
-	cmd     *exec.Cmd
 	logPath string
-	done    chan struct{}
-	waitErr error // valid once done is closed
 }
 
 // startProc starts coco with args, its stdout and stderr appended to
 // logPath. t.Cleanup stops it (SIGTERM, then SIGKILL to its whole group).
 func startProc(t testing.TB, logPath string, args ...string) *proc {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	tp, err := testproc.Start(cocoBin, logPath, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cocoBin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start coco %s: %v", strings.Join(args, " "), err)
-	}
-	p := &proc{t: t, name: args[0], cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
+	p := &proc{Proc: tp, t: t, logPath: logPath}
 	t.Cleanup(func() {
 		p.stop(stopTimeout)
 		if t.Failed() {
@@ -105,71 +77,37 @@ func startProc(t testing.TB, logPath string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) pid() int      { return p.PID() }
+func (p *proc) exited() bool  { return p.Exited() }
+func (p *proc) exitCode() int { return p.ExitCode() }
 
 // stop sends SIGTERM and waits; after timeout it kills the whole process
-// group. It returns the exit code (-1 if killed by a signal).
+// group (an error: coco must stop on SIGTERM). It returns the exit code.
 func (p *proc) stop(timeout time.Duration) int {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(timeout):
-			p.t.Errorf("coco %s (pid %d) did not stop within %v of SIGTERM; killing it", p.name, p.pid(), timeout)
-			_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-			<-p.done
-		}
+	code, forced := p.Stop(timeout)
+	if forced {
+		p.t.Errorf("coco %s (pid %d) did not stop within %v of SIGTERM; killed it", p.Args[0], p.pid(), timeout)
 	}
-	// Children (sandbox nodes) share the group; none may outlive the test.
-	// The group id is the leader's pid; checking for members first keeps us
-	// from signalling anything else.
-	if syscall.Kill(-p.pid(), 0) == nil {
-		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-	}
-	return p.exitCode()
+	return code
 }
 
 // kill sends SIGKILL to the process (not its group) and waits for it.
 func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	if err := p.Kill(); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
-func (p *proc) exitCode() int {
-	<-p.done
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
+func tail(path string, lines int) string { return testproc.Tail(path, lines) }
 
 // freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // waitFor polls cond every interval until it returns true or timeout
@@ -222,30 +160,11 @@ type identity struct {
 // newIdentity writes a fresh P-256 key and self-signed client certificate.
 func newIdentity(t testing.TB, dir, name string) identity {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	u, err := testproc.NewUser(dir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := identity{cert: filepath.Join(dir, name+"_cert.pem"), key: filepath.Join(dir, name+"_privk.pem")}
-	writeFile(t, id.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, id.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	return id
+	return identity{cert: u.CertPath, key: u.KeyPath}
 }
 
 func writeFile(t testing.TB, path string, b []byte) {

@@ -2,27 +2,19 @@ package linearizability
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cocoledger/coco/internal/testproc"
 )
 
 // Test flags: the only package-level state besides the binary path.
@@ -40,19 +32,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "coco-linearizability-bin-")
+	bin, cleanup, err := testproc.Build("coco-linearizability-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "linearizability:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	cocoBin = filepath.Join(dir, "coco")
-	build := exec.Command("go", "build", "-o", cocoBin, "github.com/cocoledger/coco/cmd/coco")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "linearizability: build coco:", err)
-		return 1
-	}
+	defer cleanup()
+	cocoBin = bin
 	return m.Run()
 }
 
@@ -73,9 +59,8 @@ type node struct {
 	logPath string
 	user    tls.Certificate
 
-	mu   sync.Mutex // guards cmd and done: the fault injector and cleanup both use them
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	mu   sync.Mutex // guards proc: the fault injector and cleanup both use it
+	proc *testproc.Proc
 }
 
 var _ Restartable = (*node)(nil)
@@ -84,14 +69,21 @@ var _ Restartable = (*node)(nil)
 // until it serves. t.Cleanup stops it.
 func startNode(t testing.TB, dir string, extra ...string) *node {
 	t.Helper()
-	certPath, user := newUser(t, dir)
-	n := &node{t: t, dataDir: filepath.Join(dir, "node"), addr: freeAddr(t), user: user}
+	user, err := testproc.NewUser(dir, "user0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := testproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, dataDir: filepath.Join(dir, "node"), addr: addr, user: user.TLS}
 	n.logPath = filepath.Join(dir, "node.log")
-	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--user-cert", certPath}, extra...)
+	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--user-cert", user.CertPath}, extra...)
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
-			t.Logf("last output of coco node (%s):\n%s", n.logPath, tail(n.logPath, 40))
+			t.Logf("last output of coco node (%s):\n%s", n.logPath, testproc.Tail(n.logPath, 40))
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -112,29 +104,14 @@ func (n *node) serviceCertPEM(t testing.TB) []byte {
 
 // Restart implements Restartable (it also does the first start).
 func (n *node) Restart(ctx context.Context) error {
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	p, err := testproc.Start(cocoBin, n.logPath, n.args...)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(cocoBin, n.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// A group of its own, so cleanup can reach anything it starts and a
-	// Ctrl-C of `go test` is not what kills it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start coco %s: %w", strings.Join(n.args, " "), err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
 	n.mu.Lock()
-	n.cmd, n.done = cmd, done
+	n.proc = p
 	n.mu.Unlock()
-	return n.waitReady(ctx, done)
+	return n.waitReady(ctx, p.Done())
 }
 
 // waitReady polls GET /node/ready/app until 204. The service certificate
@@ -144,7 +121,7 @@ func (n *node) waitReady(ctx context.Context, done <-chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			return fmt.Errorf("coco node exited while starting:\n%s", tail(n.logPath, 40))
+			return fmt.Errorf("coco node exited while starting:\n%s", testproc.Tail(n.logPath, 40))
 		case <-ctx.Done():
 			return fmt.Errorf("node not ready (%s): %w", last, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
@@ -176,82 +153,23 @@ func (n *node) waitReady(ctx context.Context, done <-chan struct{}) error {
 // Kill implements Restartable.
 func (n *node) Kill() error {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return errors.New("node was never started")
 	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	<-done
-	return nil
+	return p.Kill()
 }
 
 // stop ends the node (SIGTERM, then SIGKILL to its group) for cleanup.
 func (n *node) stop() {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		n.t.Errorf("coco node (pid %d) did not stop within %v of SIGTERM; killing it", cmd.Process.Pid, stopTimeout)
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+	if _, forced := p.Stop(stopTimeout); forced {
+		n.t.Errorf("coco node (pid %d) did not stop within %v of SIGTERM; killed it", p.PID(), stopTimeout)
 	}
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
-
-// freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// newUser writes a fresh self-signed client certificate to dir for
-// --user-cert and returns its path and the certificate with its key.
-func newUser(t testing.TB, dir string) (string, tls.Certificate) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "user0"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "user0_cert.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }
