@@ -104,7 +104,11 @@ type Config struct {
 	// OnCommit, if set, is called on the loop goroutine for every committed
 	// transaction and signature, in seqno order. It must be fast.
 	OnCommit func(CommittedTx)
-	Logger   *slog.Logger
+	// OnConfChange, if set, is called on the loop goroutine with the new
+	// configuration whenever a configuration entry is applied. It must be
+	// fast and must not call back into the node.
+	OnConfChange func(voters, learners []uint64)
+	Logger       *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -202,6 +206,11 @@ type Node struct {
 	lastSig    time.Time
 	emptyWS    *kv.WriteSet
 
+	campaign    bool             // campaign at once: a new service with one voter
+	replayConf  *persistentState // configuration rebuilt by replay, if it changed
+	pendingConf uint64           // index of the last configuration change proposed
+	reads       readBarriers
+
 	fatal error // set when the loop must stop; Run returns it
 	// persistedLast is the last index the appender made durable. Status
 	// reads it instead of the ledger, whose lock an fsync may hold.
@@ -209,6 +218,8 @@ type Node struct {
 	status        atomic.Pointer[Status]
 	submitCh      chan *proposal
 	recvCh        chan *pb.Message
+	ctrlCh        chan func()
+	readCh        chan chan error
 	local         *localQueue
 	appenderDone  chan struct{}
 	stop          chan struct{}
@@ -234,11 +245,17 @@ func New(cfg Config) (*Node, error) {
 		emptyWS:  &kv.WriteSet{},
 		submitCh: make(chan *proposal, 4096),
 		recvCh:   make(chan *pb.Message, 4096),
+		ctrlCh:   make(chan func()),
+		readCh:   make(chan chan error, 4096),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		local:    newLocalQueue(),
 	}
 	statePath := filepath.Join(cfg.StateDir, stateFile)
+	// A new service's first configuration is the first entries of its log
+	// (one AddNode per voter), so a node that joins later learns it by
+	// replicating the log like everything else.
+	var bootstrap []uint64
 	st, err := readState(statePath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -251,11 +268,11 @@ func New(cfg Config) (*Node, error) {
 			if !slices.Contains(cfg.Peers, cfg.ID) {
 				return nil, fmt.Errorf("consensus: peers %v do not include this node's raft id %d", cfg.Peers, cfg.ID)
 			}
-			st.Voters = slices.Clone(cfg.Peers)
-			slices.Sort(st.Voters)
-			st.Voters = slices.Compact(st.Voters)
+			bootstrap = slices.Clone(cfg.Peers)
+			slices.Sort(bootstrap)
+			bootstrap = slices.Compact(bootstrap)
 		case cfg.Bootstrap:
-			st.Voters = []uint64{cfg.ID}
+			bootstrap = []uint64{cfg.ID}
 		}
 		if err := writeState(statePath, st); err != nil {
 			return nil, err
@@ -274,6 +291,12 @@ func New(cfg Config) (*Node, error) {
 	commitFloor := min(max(st.Commit, cfg.Ledger.CommittedIndex()), last)
 	if err := n.replay(commitFloor); err != nil {
 		return nil, err
+	}
+	if conf := n.replayConf; conf != nil {
+		if err := n.state.setConf(conf.Voters, conf.Learners, conf.ConfIndex); err != nil {
+			return nil, err
+		}
+		*st = n.state.get()
 	}
 	hs := st.hardState()
 	hs.Commit = new(max(st.Commit, commitFloor))
@@ -304,12 +327,26 @@ func New(cfg Config) (*Node, error) {
 		AsyncStorageWrites:        true,
 		PreVote:                   true,
 		DisableProposalForwarding: true, // backups forward at the HTTP layer, with the caller's identity
-		Logger:                    raftLogger{cfg.Logger.With("component", "raft")},
+		// A removed primary stops ordering at once instead of leading a
+		// configuration it is no longer part of.
+		StepDownOnRemoval: true,
+		Logger:            raftLogger{cfg.Logger.With("component", "raft")},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consensus: start raft: %w", err)
 	}
 	n.rn = rn
+	if len(bootstrap) > 0 {
+		peers := make([]raft.Peer, len(bootstrap))
+		for i, id := range bootstrap {
+			peers[i] = raft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("consensus: bootstrap: %w", err)
+		}
+		// A lone voter need not wait an election timeout to lead.
+		n.campaign = len(bootstrap) == 1
+	}
 	n.publishStatus()
 	return n, nil
 }
@@ -330,6 +367,9 @@ func (n *Node) replay(commitFloor uint64) error {
 		}
 		if le.Index > commitFloor {
 			return nil
+		}
+		if err := n.replayConfEntry(le); err != nil {
+			return fmt.Errorf("consensus: replay %s offset %d: %w", file, offset, err)
 		}
 		ws, err := n.applyEntry(le)
 		if err != nil {
@@ -366,13 +406,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 
 	// A lone voter need not wait an election timeout to lead.
-	if cs := n.state.get(); len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
+	if cs := n.state.get(); n.campaign || (len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID) {
 		if err := n.rn.Campaign(); err != nil {
 			return fmt.Errorf("consensus: campaign: %w", err)
 		}
 	}
 	n.lastSig = time.Now()
 	defer n.failWaiters(ErrStopped)
+	defer n.failReads(ErrStopped)
 	for {
 		if err := n.processReady(jobs); err != nil {
 			n.log.Error("consensus loop stopped", "err", err)
@@ -403,6 +444,21 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		case <-ticks:
 			n.rn.Tick()
+			n.expireReads()
+		case f := <-n.ctrlCh:
+			f()
+		case r := <-n.readCh:
+			reqs := []chan error{r}
+			for len(reqs) < 4096 {
+				select {
+				case r := <-n.readCh:
+					reqs = append(reqs, r)
+					continue
+				default:
+				}
+				break
+			}
+			n.issueReads(reqs)
 		case m := <-n.recvCh:
 			n.step(m)
 			for i := 0; i < 256; i++ {
@@ -693,6 +749,13 @@ func (n *Node) processReady(jobs chan<- *appendJob) error {
 		if isLeader && !n.isLeader {
 			n.becomePrimary()
 		}
+		if len(rd.ReadStates) > 0 {
+			states := make([]raftReadState, len(rd.ReadStates))
+			for i, rs := range rd.ReadStates {
+				states[i] = raftReadState{index: rs.Index, ctx: rs.RequestCtx}
+			}
+			n.readStates(states)
+		}
 		if len(peers) > 0 {
 			n.cfg.Transport.Send(peers)
 		}
@@ -812,6 +875,7 @@ func (n *Node) applyCommitted(ents []*pb.Entry) error {
 	// Answer the waiting clients only now, so that what they do next (read
 	// their write, ask for its status) sees it committed.
 	n.publishStatus()
+	n.releaseReads()
 	for _, e := range ents {
 		idx := e.GetIndex()
 		for _, w := range n.waiters[idx] {
@@ -883,7 +947,14 @@ func (n *Node) applyConfChange(e *pb.Entry) error {
 	}
 	cs := n.rn.ApplyConfChange(cc)
 	n.st.setConfState(cs)
-	return n.state.setConf(cs.GetVoters(), cs.GetLearners())
+	if err := n.state.setConf(cs.GetVoters(), cs.GetLearners(), e.GetIndex()); err != nil {
+		return err
+	}
+	n.log.Info("configuration changed", "seqno", e.GetIndex(), "voters", cs.GetVoters(), "learners", cs.GetLearners())
+	if n.cfg.OnConfChange != nil {
+		n.cfg.OnConfChange(slices.Clone(cs.GetVoters()), slices.Clone(cs.GetLearners()))
+	}
+	return nil
 }
 
 func (n *Node) notifyCommit(le *ledger.Entry, ws *kv.WriteSet) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,9 @@ type persistentState struct {
 	Commit   uint64   `json:"commit"`
 	Voters   []uint64 `json:"voters"`
 	Learners []uint64 `json:"learners,omitempty"`
+	// ConfIndex is the index of the last configuration entry reflected in
+	// Voters and Learners (0: the configuration predates the log).
+	ConfIndex uint64 `json:"conf_index,omitempty"`
 }
 
 func readState(path string) (*persistentState, error) {
@@ -87,10 +91,10 @@ func (s *stateStore) setHard(term, vote, commit uint64) error {
 	return s.saveLocked()
 }
 
-func (s *stateStore) setConf(voters, learners []uint64) error {
+func (s *stateStore) setConf(voters, learners []uint64, index uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.Voters, s.st.Learners = voters, learners
+	s.st.Voters, s.st.Learners, s.st.ConfIndex = slices.Clone(voters), slices.Clone(learners), index
 	return s.saveLocked()
 }
 

@@ -1,0 +1,335 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cocoledger/coco/ledger"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrConfChangePending: a configuration change is proposed but not yet
+// applied; raft takes one at a time.
+var ErrConfChangePending = errors.New("consensus: a configuration change is still pending")
+
+// Membership is the configuration this node has applied.
+type Membership struct {
+	Voters   []uint64
+	Learners []uint64
+	Index    uint64 // seqno of the configuration entry (0: it predates the log)
+}
+
+// Contains reports whether id is a voter or a learner.
+func (m Membership) Contains(id uint64) bool {
+	return slices.Contains(m.Voters, id) || slices.Contains(m.Learners, id)
+}
+
+// Membership returns the configuration this node has applied. It is safe to
+// call from any goroutine.
+func (n *Node) Membership() Membership {
+	st := n.state.get()
+	return Membership{Voters: slices.Clone(st.Voters), Learners: slices.Clone(st.Learners), Index: st.ConfIndex}
+}
+
+// do runs f on the loop goroutine and waits for it.
+func (n *Node) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.ctrlCh <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+// ChangeKind is a single-node configuration change.
+type ChangeKind int
+
+// The configuration changes a primary may propose. Changes are simple
+// (one node at a time, raft's ConfChange V1): joint consensus would make
+// raft append entries of its own (the auto-leave entry), which this node
+// cannot give ledger entries of its own.
+const (
+	AddLearner ChangeKind = iota // replicate to the node without counting its vote
+	AddVoter                     // make the node a voter (promote a learner)
+	RemoveNode                   // take the node out of the configuration
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case AddLearner:
+		return "AddLearner"
+	case AddVoter:
+		return "AddVoter"
+	case RemoveNode:
+		return "RemoveNode"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
+}
+
+// ProposeConfChange orders a configuration change for node id and returns
+// its seqno once proposed (not committed: Membership shows when it is
+// applied). Only the caught-up primary can propose, and only when no other
+// change is pending (ErrConfChangePending).
+func (n *Node) ProposeConfChange(ctx context.Context, kind ChangeKind, id uint64) (uint64, error) {
+	var cc pb.ConfChange
+	switch kind {
+	case AddLearner:
+		cc.Type = pb.ConfChangeAddLearnerNode.Enum()
+	case AddVoter:
+		cc.Type = pb.ConfChangeAddNode.Enum()
+	case RemoveNode:
+		cc.Type = pb.ConfChangeRemoveNode.Enum()
+	default:
+		return 0, fmt.Errorf("consensus: unknown configuration change %v", kind)
+	}
+	if id == 0 {
+		return 0, errors.New("consensus: configuration change for raft id 0")
+	}
+	cc.NodeId = new(id)
+	var seq uint64
+	var err error
+	if derr := n.do(ctx, func() {
+		switch {
+		case n.fatal != nil:
+			err = n.fatal
+		case !n.isLeader:
+			err = ErrNotPrimary
+		case n.applied < n.readyIndex:
+			err = ErrNotReady
+		case n.applied < n.pendingConf:
+			err = ErrConfChangePending
+		default:
+			if perr := n.rn.ProposeConfChange(&cc); perr != nil {
+				err = fmt.Errorf("%w: %v", ErrNotPrimary, perr)
+				return
+			}
+			n.lastIndex++
+			n.pendingConf = n.lastIndex
+			seq = n.lastIndex
+			n.log.Info("proposed configuration change", "change", kind.String(), "raft_id", id, "seqno", seq)
+		}
+	}); derr != nil {
+		return 0, derr
+	}
+	return seq, err
+}
+
+// Progress returns, on the primary, how far each member's log matches the
+// primary's (raft's Progress.Match), keyed by raft id. It returns
+// ErrNotPrimary elsewhere.
+func (n *Node) Progress(ctx context.Context) (map[uint64]uint64, error) {
+	var out map[uint64]uint64
+	var err error
+	if derr := n.do(ctx, func() {
+		if !n.isLeader {
+			err = ErrNotPrimary
+			return
+		}
+		st := n.rn.Status()
+		out = make(map[uint64]uint64, len(st.Progress))
+		for id, pr := range st.Progress {
+			out[id] = pr.Match
+		}
+	}); derr != nil {
+		return nil, derr
+	}
+	return out, err
+}
+
+// replayConfEntry folds a committed configuration entry into the
+// configuration rebuilt at start-up, unless the persisted state already
+// reflects it.
+func (n *Node) replayConfEntry(le *ledger.Entry) error {
+	if le.Kind != ledger.KindInternal {
+		return nil
+	}
+	switch pb.EntryType(le.RaftType) {
+	case pb.EntryConfChange:
+	case pb.EntryConfChangeV2:
+		return fmt.Errorf("configuration entry %d: joint configuration changes are not supported", le.Index)
+	default:
+		return nil
+	}
+	conf := n.replayConf
+	if conf == nil {
+		st := n.state.get()
+		conf = &st
+	}
+	if le.Index <= conf.ConfIndex {
+		return nil
+	}
+	var cc pb.ConfChange
+	if err := proto.Unmarshal(le.Public, &cc); err != nil {
+		return fmt.Errorf("configuration entry %d: %w", le.Index, err)
+	}
+	id := cc.GetNodeId()
+	conf.Voters = slices.DeleteFunc(conf.Voters, func(v uint64) bool { return v == id })
+	conf.Learners = slices.DeleteFunc(conf.Learners, func(v uint64) bool { return v == id })
+	switch cc.GetType() {
+	case pb.ConfChangeAddNode:
+		conf.Voters = append(conf.Voters, id)
+	case pb.ConfChangeAddLearnerNode:
+		conf.Learners = append(conf.Learners, id)
+	case pb.ConfChangeRemoveNode:
+	default:
+		return fmt.Errorf("configuration entry %d: unsupported change %s", le.Index, cc.GetType())
+	}
+	slices.Sort(conf.Voters)
+	slices.Sort(conf.Learners)
+	conf.ConfIndex = le.Index
+	n.replayConf = conf
+	return nil
+}
+
+// ErrReadTimeout: the primary did not confirm a read barrier in time (no
+// primary, or no quorum); retry.
+var ErrReadTimeout = errors.New("consensus: the primary did not confirm the read in time")
+
+// readBarriers tracks the read barriers in flight (loop-owned).
+type readBarriers struct {
+	seq      uint64
+	inflight map[uint64]*readBatch // request context -> batch, waiting for raft's ReadState
+	ready    []*readBatch          // index known, waiting until it is applied
+}
+
+type readBatch struct {
+	index uint64
+	age   int // ticks since issued
+	reqs  []chan error
+}
+
+// ReadBarrier returns once this node has applied everything the primary had
+// committed when it was called, as confirmed by a quorum (raft's ReadIndex).
+// A read of the committed state after it is linearizable. Concurrent
+// barriers share one round trip.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case n.readCh <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+// issueReads asks raft for one read index covering reqs.
+func (n *Node) issueReads(reqs []chan error) {
+	if n.fatal != nil {
+		for _, r := range reqs {
+			r <- n.fatal
+		}
+		return
+	}
+	if n.rn.BasicStatus().Lead == 0 {
+		// Raft drops a read index request while no primary is known.
+		for _, r := range reqs {
+			r <- ErrReadTimeout
+		}
+		return
+	}
+	if n.reads.inflight == nil {
+		n.reads.inflight = make(map[uint64]*readBatch)
+	}
+	n.reads.seq++
+	var rctx [8]byte
+	for i := range rctx {
+		rctx[i] = byte(n.reads.seq >> (8 * i))
+	}
+	n.reads.inflight[n.reads.seq] = &readBatch{reqs: reqs}
+	n.rn.ReadIndex(rctx[:])
+}
+
+// readStates records the read indexes raft confirmed.
+func (n *Node) readStates(states []raftReadState) {
+	for _, rs := range states {
+		if len(rs.ctx) != 8 {
+			continue
+		}
+		var seq uint64
+		for i := range 8 {
+			seq |= uint64(rs.ctx[i]) << (8 * i)
+		}
+		b, ok := n.reads.inflight[seq]
+		if !ok {
+			continue // timed out already
+		}
+		delete(n.reads.inflight, seq)
+		b.index = rs.index
+		n.reads.ready = append(n.reads.ready, b)
+	}
+	n.releaseReads()
+}
+
+// releaseReads answers the barriers whose index is applied.
+func (n *Node) releaseReads() {
+	k := 0
+	for _, b := range n.reads.ready {
+		if b.index <= n.applied {
+			for _, r := range b.reqs {
+				r <- nil
+			}
+			continue
+		}
+		n.reads.ready[k] = b
+		k++
+	}
+	clear(n.reads.ready[k:])
+	n.reads.ready = n.reads.ready[:k]
+}
+
+// expireReads fails the barriers raft has not confirmed within two election
+// timeouts (the request or its answer was lost, or the primary changed).
+func (n *Node) expireReads() {
+	for seq, b := range n.reads.inflight {
+		b.age++
+		if b.age > 2*n.cfg.ElectionTicks {
+			for _, r := range b.reqs {
+				r <- ErrReadTimeout
+			}
+			delete(n.reads.inflight, seq)
+		}
+	}
+}
+
+func (n *Node) failReads(err error) {
+	for seq, b := range n.reads.inflight {
+		for _, r := range b.reqs {
+			r <- err
+		}
+		delete(n.reads.inflight, seq)
+	}
+	for _, b := range n.reads.ready {
+		for _, r := range b.reqs {
+			r <- err
+		}
+	}
+	n.reads.ready = nil
+}
+
+// raftReadState is the part of raft's ReadState the loop uses.
+type raftReadState struct {
+	index uint64
+	ctx   []byte
+}
