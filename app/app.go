@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ const (
 	AuthUser Auth = iota
 	// AuthNone: anyone who can reach the node over TLS.
 	AuthNone
+	// AuthCert: any TLS client certificate, registered or not; the caller
+	// proved possession of its key (Caller.Cert). Used by node joins.
+	AuthCert
 )
 
 // Mode says how the framework runs an endpoint's transaction.
@@ -63,8 +67,11 @@ type Handler func(c *Context) (*Response, error)
 
 // Caller is the authenticated identity of a request.
 type Caller struct {
-	Kind string // "user", or "" when anonymous
+	Kind string // "user", "cert" (AuthCert), or "" when anonymous
 	ID   string
+	// Cert is the caller's certificate (as presented to this node or to
+	// the backup that forwarded the request); nil when anonymous.
+	Cert *x509.Certificate
 }
 
 // HistoricalState reads the committed state as of one transaction.

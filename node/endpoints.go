@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,6 +29,7 @@ func (n *Node) frameworkEndpoints() []app.Endpoint {
 		get("/node/tx", "Status of a transaction id", app.AuthNone, n.getTx),
 		get("/node/ready/app", "204 when this node serves application requests", app.AuthNone, n.getReadyApp),
 		get("/app/api", "This OpenAPI document", app.AuthNone, n.getAPI),
+		{Method: http.MethodPost, Path: "/node/join", Auth: app.AuthCert, Mode: app.ReadWrite, Summary: "A node asks to join the service (TLS client certificate of its node key)", Handler: n.postJoin},
 		get("/app/receipt", "JSON receipt of a committed transaction", app.AuthUser, n.getReceipt),
 		get("/app/receipt/cose", "COSE receipt (RFC 9942, CCF profile) of a committed transaction", app.AuthUser, n.getCOSEReceipt),
 	}
@@ -75,17 +77,29 @@ func (n *Node) getNetwork(c *app.Context) (*app.Response, error) {
 }
 
 type nodeView struct {
-	NodeID     string `json:"node_id"`
-	Status     string `json:"status"`
-	Primary    bool   `json:"primary"`
-	RPCAddress string `json:"rpc_address"`
+	NodeID      string `json:"node_id"`
+	Status      string `json:"status"`
+	Primary     bool   `json:"primary"`
+	RPCAddress  string `json:"rpc_address"`
+	NodeAddress string `json:"node_address,omitempty"`
+	// Membership is the node's place in the configuration this node has
+	// applied: "Voter", "Learner" (catching up before it votes) or "None".
+	Membership string `json:"membership"`
 }
 
 func (n *Node) getNodes(c *app.Context) (*app.Response, error) {
 	leader := n.cons.Status().Leader
+	conf := n.cons.Membership()
 	out := []nodeView{}
 	for _, ni := range n.nodes(c.Tx) {
-		out = append(out, nodeView{NodeID: ni.NodeID, Status: ni.Status, Primary: ni.RaftID == leader && leader != 0, RPCAddress: ni.RPCAddress})
+		m := "None"
+		switch {
+		case slices.Contains(conf.Voters, ni.RaftID):
+			m = "Voter"
+		case slices.Contains(conf.Learners, ni.RaftID):
+			m = "Learner"
+		}
+		out = append(out, nodeView{NodeID: ni.NodeID, Status: ni.Status, Primary: ni.RaftID == leader && leader != 0, RPCAddress: ni.RPCAddress, NodeAddress: ni.NodeAddress, Membership: m})
 	}
 	return app.JSON(map[string]any{"nodes": out}), nil
 }
@@ -142,7 +156,9 @@ func (n *Node) getTx(c *app.Context) (*app.Response, error) {
 
 func (n *Node) getReadyApp(*app.Context) (*app.Response, error) {
 	s := n.cons.Status()
-	if s.WritesReady || (!s.IsPrimary && s.Leader != 0) {
+	// A backup serves once it is in the configuration and knows a primary
+	// to forward writes to.
+	if s.WritesReady || (!s.IsPrimary && s.Leader != 0 && n.cons.Membership().Contains(n.id.raftID) && n.primaryRPCAddress() != "") {
 		return &app.Response{Status: http.StatusNoContent}, nil
 	}
 	return nil, app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this node does not serve application requests yet")

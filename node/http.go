@@ -26,7 +26,16 @@ const TxIDHeader = "x-ms-ccf-transaction-id"
 type route struct {
 	ep  app.Endpoint
 	raw http.Handler
+	// app marks an application's endpoint: its reads wait for a read
+	// barrier (linearizable reads) unless the caller asks for local ones.
+	app bool
 }
+
+// ReadConsistencyHeader lets a caller of an application's read-only
+// endpoint choose "local": the node answers from what it has committed
+// without first confirming with the primary that it is up to date (faster,
+// possibly stale on a backup). The default is linearizable.
+const ReadConsistencyHeader = "x-coco-read-consistency"
 
 func (n *Node) buildRoutes() map[string]map[string]*route {
 	routes := map[string]map[string]*route{}
@@ -43,7 +52,7 @@ func (n *Node) buildRoutes() map[string]map[string]*route {
 	}
 	for _, a := range n.cfg.Apps {
 		for _, ep := range a.Endpoints() {
-			add(&route{ep: ep})
+			add(&route{ep: ep, app: true})
 		}
 	}
 	add(&route{ep: app.Endpoint{Method: http.MethodGet, Path: "/metrics", Auth: app.AuthNone, Summary: "Prometheus metrics"}, raw: n.metrics.handler()})
@@ -123,12 +132,34 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &app.Context{Request: r, Query: r.URL.Query(), Body: body, Caller: caller}
 	switch rt.ep.Mode {
 	case app.ReadOnly:
+		if rt.app && !strings.EqualFold(r.Header.Get(ReadConsistencyHeader), "local") {
+			if err := n.readBarrier(r.Context()); err != nil {
+				n.respond(sw, nil, err)
+				return
+			}
+		}
 		n.runReadOnly(sw, rt.ep, c)
 	case app.Historical:
 		n.runHistorical(sw, rt.ep, c)
 	default:
+		if !n.cons.Status().IsPrimary {
+			n.forward(sw, r, body, caller)
+			return
+		}
 		n.runReadWrite(r.Context(), sw, rt.ep, c)
 	}
+}
+
+// readBarrier waits until this node has applied everything committed when
+// the request arrived, as confirmed by the primary and a quorum.
+func (n *Node) readBarrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := n.cons.ReadBarrier(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return consensus.ErrReadTimeout
+	}
+	return err
 }
 
 func tooLarge(limit int64) *app.Error {
@@ -137,24 +168,39 @@ func tooLarge(limit int64) *app.Error {
 
 // authenticate checks the caller's TLS client certificate against the
 // registered users in the committed state.
+// A request a backup forwarded is authenticated with the caller's
+// certificate the backup passed on, after checking the backup is a trusted
+// node.
 func (n *Node) authenticate(r *http.Request, auth app.Auth) (app.Caller, *app.Error) {
+	cert, forwarded, aerr := n.forwardedCaller(r)
+	if aerr != nil {
+		return app.Caller{}, aerr
+	}
+	if !forwarded && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		cert = r.TLS.PeerCertificates[0]
+	}
 	if auth == app.AuthNone {
 		return app.Caller{}, nil
 	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	if cert == nil {
+		if auth == app.AuthCert {
+			return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "this endpoint requires a TLS client certificate")
+		}
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "this endpoint requires a TLS client certificate registered as a user")
 	}
-	cert := r.TLS.PeerCertificates[0]
-	// The handshake proved possession of the key but, with self-signed user
+	// The handshake proved possession of the key but, with self-signed
 	// certificates, checked no dates.
 	if now := time.Now(); now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate is not valid now (valid %s to %s)", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	id := cococrypto.CertID(cert)
+	if auth == app.AuthCert {
+		return app.Caller{Kind: "cert", ID: id, Cert: cert}, nil
+	}
 	if _, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id); !ok {
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate %s is not registered as a user", id)
 	}
-	return app.Caller{Kind: "user", ID: id}, nil
+	return app.Caller{Kind: "user", ID: id, Cert: cert}, nil
 }
 
 func (n *Node) runReadOnly(w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
@@ -286,6 +332,8 @@ func (n *Node) toAppError(err error) *app.Error {
 		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the primary is catching up; retry shortly")
 	case errors.Is(err, consensus.ErrInvalidated):
 		return app.Errorf(http.StatusServiceUnavailable, "TransactionInvalidated", "the transaction was dropped by a view change and will not commit; retry")
+	case errors.Is(err, consensus.ErrReadTimeout):
+		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "could not confirm with the primary that this node is up to date; retry (or ask for %s: local)", ReadConsistencyHeader)
 	case errors.Is(err, consensus.ErrStopped):
 		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the node is shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

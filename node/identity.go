@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cocoledger/coco/consensus"
@@ -55,20 +57,7 @@ func exists(path string) (bool, error) {
 func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identity, error) {
 	id := &identity{}
 	p := func(name string) string { return filepath.Join(dir, name) }
-
-	// Node key.
-	if ok, err := exists(p(NodeKeyFile)); err != nil {
-		return nil, err
-	} else if !ok {
-		k, err := cococrypto.GenerateKey()
-		if err != nil {
-			return nil, err
-		}
-		if err := cococrypto.WriteKeyFile(p(NodeKeyFile), k); err != nil {
-			return nil, err
-		}
-	}
-	k, err := cococrypto.ReadKeyFile(p(NodeKeyFile))
+	k, err := loadOrCreateNodeKey(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +157,35 @@ func loadOrCreateIdentity(dir string, hosts []string, newService bool) (*identit
 	return id, nil
 }
 
-// certHosts lists the names a node certificate must carry for addr.
-func certHosts(addr string) []string {
+// loadOrCreateNodeKey returns the node's key, creating it on first start.
+func loadOrCreateNodeKey(dir string) (crypto.Signer, error) {
+	path := filepath.Join(dir, NodeKeyFile)
+	if ok, err := exists(path); err != nil {
+		return nil, err
+	} else if !ok {
+		k, err := cococrypto.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := cococrypto.WriteKeyFile(path, k); err != nil {
+			return nil, err
+		}
+	}
+	return cococrypto.ReadKeyFile(path)
+}
+
+// tlsCert is the node's certificate and key for TLS.
+func (id *identity) tlsCert() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{id.nodeCert.Raw}, PrivateKey: id.nodeKey, Leaf: id.nodeCert}
+}
+
+// certHosts lists the names a node certificate must carry for addrs.
+func certHosts(addrs ...string) []string {
 	hosts := []string{"127.0.0.1", "localhost"}
-	if h, _, err := net.SplitHostPort(addr); err == nil && h != "" && h != "127.0.0.1" && h != "localhost" && h != "0.0.0.0" && h != "::" {
-		hosts = append(hosts, h)
+	for _, addr := range addrs {
+		if h, _, err := net.SplitHostPort(addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
 	}
 	return hosts
 }

@@ -17,6 +17,9 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	committed prometheus.Counter
 	conflicts prometheus.Counter
+	// forwarded counts writes a backup relayed to the primary;
+	// forwardErrors those it could not.
+	forwarded, forwardErrors prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -35,8 +38,14 @@ func newMetrics(n *Node) *metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coco_transaction_conflicts_total", Help: "Transactions re-executed because a concurrent commit invalidated their reads.",
 		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coco_forwarded_requests_total", Help: "Requests this backup forwarded to the primary.",
+		}),
+		forwardErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coco_forwarding_errors_total", Help: "Requests this backup could not forward to the primary.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.committed, m.conflicts,
+	m.reg.MustRegister(m.requests, m.latency, m.committed, m.conflicts, m.forwarded, m.forwardErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "coco_commit_seqno", Help: "Seqno of the latest committed transaction."},
 			func() float64 { return float64(n.cons.Status().CommitIndex) }),

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cocoledger/coco/app"
 	"github.com/cocoledger/coco/consensus"
+	"github.com/cocoledger/coco/consensus/transport"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/gov"
 	"github.com/cocoledger/coco/kv"
@@ -26,6 +28,22 @@ import (
 type Config struct {
 	DataDir    string
 	RPCAddress string // host:port for the HTTPS API
+	// NodeAddress is host:port of the node-to-node listener (raft traffic,
+	// mutual TLS between node certificates); default 127.0.0.1:0. Give a
+	// fixed port to nodes of a multi-node service: peers find a restarted
+	// node at the address recorded when it joined.
+	NodeAddress string
+	// Join, if set, makes a node with an empty data directory join an
+	// existing service rather than create one. Once joined, the node
+	// restarts from its data directory and Join only seeds its peers.
+	Join *JoinConfig
+	// AutoTrustJoiners makes this node, while primary, trust joining nodes
+	// at once. Until governance lands (transition_node_to_trusted) it is the
+	// only way a joiner becomes Trusted; the sandbox sets it.
+	AutoTrustJoiners bool
+	// ElectionTimeout is how long a backup waits without hearing from the
+	// primary before it starts an election; default 10 ticks (500ms).
+	ElectionTimeout time.Duration
 	// UserCerts are PEM certificate files registered as users when the node
 	// starts (until governance lands, this is how users are added).
 	UserCerts []string
@@ -70,6 +88,13 @@ type Node struct {
 	routes  map[string]map[string]*route
 	srv     *http.Server
 	ln      net.Listener
+	tr      *transport.Transport
+	fwd     *forwarder
+
+	joinPeers    []joinPeer // peers named by the join target, until the ledger names them
+	members      atomic.Pointer[members]
+	membershipCh chan struct{}
+	watchDone    chan struct{}
 
 	cancel   context.CancelFunc
 	consDone chan struct{} // closed when the consensus loop returns
@@ -88,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consDone: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consDone: make(chan struct{}), membershipCh: make(chan struct{}, 1)}
 	started := false
 	defer func() {
 		if !started {
@@ -103,17 +128,64 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.ln, err = net.Listen("tcp", cfg.RPCAddress); err != nil {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddress, err)
 	}
+	nodeAddr := cfg.NodeAddress
+	if nodeAddr == "" {
+		nodeAddr = "127.0.0.1:0"
+	}
+	nodeLn, err := net.Listen("tcp", nodeAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on node address %s: %w", nodeAddr, err)
+	}
+	defer func() {
+		if n.tr == nil {
+			nodeLn.Close()
+		}
+	}()
 
 	n.led, err = ledger.Open(ledger.Options{Dir: filepath.Join(cfg.DataDir, LedgerDir), ChunkSize: cfg.LedgerChunkSize, Logger: cfg.Logger.With("component", "ledger")})
 	if err != nil {
 		return nil, err
 	}
-	newService := n.led.LastIndex() == 0
-	if n.id, err = loadOrCreateIdentity(cfg.DataDir, certHosts(cfg.RPCAddress), newService); err != nil {
+	joining := false
+	if cfg.Join != nil {
+		ok, err := haveSecrets(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if !ok && n.led.LastIndex() > 0 {
+			return nil, fmt.Errorf("node: %s has a ledger but no service secrets; it cannot join again with it (use an empty data directory)", cfg.DataDir)
+		}
+		joining = !ok
+	}
+	newService := n.led.LastIndex() == 0 && cfg.Join == nil
+	nodeKey, err := loadOrCreateNodeKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if joining {
+		jr, err := n.joinService(ctx, nodeKey, n.ln.Addr().String(), nodeLn.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		n.joinPeers = jr.Nodes
+	}
+	if n.id, err = loadOrCreateIdentity(cfg.DataDir, certHosts(cfg.RPCAddress, nodeAddr), newService); err != nil {
 		return nil, err
 	}
 	n.hist = newHistoryIndex(cfg.Apps)
 	n.metrics = newMetrics(n)
+	n.fwd = newForwarder(n.id.serviceCert, n.id.tlsCert())
+	if n.tr, err = n.newTransport(nodeLn); err != nil {
+		return nil, err
+	}
+	electionTicks := 0
+	if cfg.ElectionTimeout > 0 {
+		tick := cfg.TickInterval
+		if tick <= 0 {
+			tick = 50 * time.Millisecond
+		}
+		electionTicks = max(2, int(cfg.ElectionTimeout/tick))
+	}
 
 	n.cons, err = consensus.New(consensus.Config{
 		ID:            n.id.raftID,
@@ -130,7 +202,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		TickInterval:  cfg.TickInterval,
 		SigTxInterval: cfg.SigTxInterval,
 		SigInterval:   cfg.SigInterval,
+		ElectionTicks: electionTicks,
+		Transport:     n.tr,
 		OnCommit:      n.onCommit,
+		OnConfChange:  func([]uint64, []uint64) { n.signalMembership() },
 		Logger:        cfg.Logger.With("component", "consensus"),
 	})
 	if err != nil {
@@ -142,12 +217,32 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.consErr = n.cons.Run(runCtx)
 		close(n.consDone)
 	}()
-
-	if err := n.waitWritable(ctx); err != nil {
-		return nil, err
+	go func() {
+		if err := n.tr.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			n.log.Error("node-to-node transport stopped", "err", err)
+		}
+	}()
+	if cfg.Join != nil && !joining {
+		n.joinPeers = n.fetchPeers(ctx)
 	}
-	if err := n.registerService(ctx); err != nil {
-		return nil, err
+	n.refreshMembers()
+	n.watchDone = make(chan struct{})
+	go func() {
+		defer close(n.watchDone)
+		n.watchMembership(runCtx)
+	}()
+
+	// A new service, or one this node runs alone, is writable as soon as
+	// this node leads; it then records itself (and its configured users).
+	// A node of a multi-node service serves as a backup until it is
+	// elected, and its record is kept by the joins and the primary.
+	if conf := n.cons.Membership(); newService || (len(conf.Voters) == 1 && conf.Voters[0] == n.id.raftID) {
+		if err := n.waitWritable(ctx); err != nil {
+			return nil, err
+		}
+		if err := n.registerService(ctx, nodeLn.Addr().String()); err != nil {
+			return nil, err
+		}
 	}
 
 	n.routes = n.buildRoutes()
@@ -171,7 +266,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.log.Error("https server stopped", "err", err)
 		}
 	}()
-	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "new_service", newService)
+	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "node_address", n.tr.Addr(), "new_service", newService, "joined", joining)
 	started = true
 	return n, nil
 }
@@ -197,7 +292,7 @@ func (n *Node) waitWritable(ctx context.Context) error {
 
 // registerService writes the genesis state of a new service (service info,
 // this node) and registers the configured users that are not yet known.
-func (n *Node) registerService(ctx context.Context) error {
+func (n *Node) registerService(ctx context.Context, nodeAddr string) error {
 	users := map[string][]byte{}
 	for _, path := range n.cfg.UserCerts {
 		cert, err := cococrypto.ReadCertFile(path)
@@ -216,7 +311,7 @@ func (n *Node) registerService(ctx context.Context) error {
 				return err
 			}
 		}
-		info, _ := json.Marshal(gov.NodeInfo{NodeID: n.id.nodeID, RaftID: n.id.raftID, Status: gov.NodeTrusted, Cert: string(n.id.nodeCertPEM), RPCAddress: addr})
+		info, _ := json.Marshal(gov.NodeInfo{NodeID: n.id.nodeID, RaftID: n.id.raftID, Status: gov.NodeTrusted, Cert: string(n.id.nodeCertPEM), RPCAddress: addr, NodeAddress: nodeAddr})
 		if old, ok := tx.Get(gov.NodesInfo, n.id.nodeID); !ok || string(old) != string(info) {
 			if err := tx.Put(gov.NodesInfo, n.id.nodeID, info); err != nil {
 				return err
@@ -246,6 +341,11 @@ func (n *Node) registerService(ctx context.Context) error {
 func (n *Node) onCommit(c consensus.CommittedTx) {
 	n.hist.record(c.TxID.Seqno, c.WriteSet)
 	n.metrics.committed.Inc()
+	for _, m := range c.WriteSet.Maps {
+		if m.Name == gov.NodesInfo {
+			n.signalMembership()
+		}
+	}
 }
 
 // Wait blocks until ctx is done (nil) or the node can no longer work, for
@@ -286,6 +386,12 @@ func (n *Node) Close() error {
 	if n.cons != nil && n.cancel != nil {
 		n.cancel()
 		<-n.consDone
+	}
+	if n.watchDone != nil {
+		<-n.watchDone
+	}
+	if n.tr != nil {
+		_ = n.tr.Close()
 	}
 	var err error
 	if n.led != nil {

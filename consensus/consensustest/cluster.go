@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -76,8 +77,12 @@ func (o *Options) setDefaults() {
 type Cluster struct {
 	t       testing.TB
 	opts    Options
+	root    string
 	Net     *Network
 	Members []*Member // Members[i] has raft id i+1
+	// founders are the voters the service was created with: the Peers
+	// every founding member is started with.
+	founders []uint64
 
 	ServiceCert    *x509.Certificate
 	ServiceCertPEM []byte
@@ -99,13 +104,17 @@ type Member struct {
 	Store  *kv.Store
 	Node   *consensus.Node
 
+	// joined: the member was added to a running service (AddMember), so it
+	// starts with an empty configuration instead of the founders' Peers.
+	joined bool
 	ticks  chan time.Time
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run has returned
 	runErr error
 
-	mu        sync.Mutex
-	committed []consensus.CommittedTx
+	mu          sync.Mutex
+	committed   []consensus.CommittedTx
+	confChanges []consensus.Membership
 }
 
 // Running reports whether the member's node is started.
@@ -116,6 +125,15 @@ func (m *Member) Committed() []consensus.CommittedTx {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]consensus.CommittedTx(nil), m.committed...)
+}
+
+// ConfChanges returns the configurations OnConfChange reported since the
+// last start, in order. OnConfChange does not name the configuration
+// entry, so Index is zero.
+func (m *Member) ConfChanges() []consensus.Membership {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]consensus.Membership(nil), m.confChanges...)
 }
 
 // New starts a cluster of opts.Size nodes, all voters from the start, and
@@ -140,28 +158,11 @@ func New(t testing.TB, opts Options) *Cluster {
 		ServiceCert: svcCert, ServiceCertPEM: cococrypto.EncodeCertPEM(svcCert),
 		serviceKey: svcKey, secret: secret,
 	}
-	root := t.TempDir()
-	for i := range opts.Size {
-		key, err := cococrypto.GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := cococrypto.IssueCert(key.Public(), cococrypto.CertOptions{
-			CommonName: fmt.Sprintf("node%d", i+1), Hosts: []string{"127.0.0.1"},
-			Validity: time.Hour, ServerAuth: true, ClientAuth: true,
-		}, svcCert, svcKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodeID, err := cococrypto.KeyID(key.Public())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Members = append(c.Members, &Member{
-			ID: uint64(i + 1), Dir: filepath.Join(root, fmt.Sprintf("node%d", i+1)),
-			NodeID: nodeID, CertPEM: cococrypto.EncodeCertPEM(cert), key: key,
-		})
+	c.root = t.TempDir()
+	for range opts.Size {
+		c.newMember()
 	}
+	c.founders = c.Peers()
 	t.Cleanup(c.Close)
 	for _, m := range c.Members {
 		c.Start(m)
@@ -169,7 +170,49 @@ func New(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// Peers returns the raft ids of all members.
+// newMember appends a member with the next raft id, its own dir, and a node
+// key and certificate endorsed by the service key.
+func (c *Cluster) newMember() *Member {
+	c.t.Helper()
+	id := uint64(len(c.Members) + 1)
+	key, err := cococrypto.GenerateKey()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cert, err := cococrypto.IssueCert(key.Public(), cococrypto.CertOptions{
+		CommonName: fmt.Sprintf("node%d", id), Hosts: []string{"127.0.0.1"},
+		Validity: time.Hour, ServerAuth: true, ClientAuth: true,
+	}, c.ServiceCert, c.serviceKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nodeID, err := cococrypto.KeyID(key.Public())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m := &Member{
+		ID: id, Dir: filepath.Join(c.root, fmt.Sprintf("node%d", id)),
+		NodeID: nodeID, CertPEM: cococrypto.EncodeCertPEM(cert), key: key,
+	}
+	c.Members = append(c.Members, m)
+	return m
+}
+
+// AddMember creates a member with the next raft id and starts it as a node
+// joining a running service starts: no persisted state, no Peers, no
+// bootstrap, so its configuration is empty and it neither campaigns nor
+// votes. It learns the configuration, like everything else, by replicating
+// the log from index 1 once a primary adds it (ProposeConfChange); until
+// then nobody sends it anything. Call it from the test goroutine only.
+func (c *Cluster) AddMember() *Member {
+	c.t.Helper()
+	m := c.newMember()
+	m.joined = true
+	c.Start(m)
+	return m
+}
+
+// Peers returns the raft ids of all members, added ones included.
 func (c *Cluster) Peers() []uint64 {
 	ids := make([]uint64, len(c.Members))
 	for i, m := range c.Members {
@@ -194,19 +237,30 @@ func (c *Cluster) Start(m *Member) {
 	}
 	store := kv.NewStore()
 	m.mu.Lock()
-	m.committed = nil
+	m.committed, m.confChanges = nil, nil
 	m.mu.Unlock()
+	// Peers only matter without persisted raft state: the founders' first
+	// start. A joining member starts empty.
+	var peers []uint64
+	if !m.joined {
+		peers = c.founders
+	}
 	ticks := make(chan time.Time)
 	n, err := consensus.New(consensus.Config{
 		ID: m.ID, NodeID: m.NodeID, StateDir: m.Dir, LedgerDir: filepath.Join(m.Dir, "ledger"),
 		Ledger: led, Store: store, Keyring: kr,
 		NodeKey: m.key, NodeCertPEM: m.CertPEM, ServiceKey: c.serviceKey,
-		Transport: c.Net.Transport(), Peers: c.Peers(),
+		Transport: c.Net.Transport(), Peers: peers,
 		Ticks: ticks, ElectionTicks: c.opts.ElectionTicks, HeartbeatTicks: 1,
 		SigTxInterval: c.opts.SigTxInterval, SigInterval: c.opts.SigInterval,
 		OnCommit: func(tx consensus.CommittedTx) {
 			m.mu.Lock()
 			m.committed = append(m.committed, tx)
+			m.mu.Unlock()
+		},
+		OnConfChange: func(voters, learners []uint64) {
+			m.mu.Lock()
+			m.confChanges = append(m.confChanges, consensus.Membership{Voters: voters, Learners: learners})
 			m.mu.Unlock()
 		},
 		Logger: c.opts.Logger.With("node", m.ID),
@@ -478,4 +532,41 @@ func (c *Cluster) CheckLedgers() (upTo uint64, sigs int) {
 		}
 	}
 	return upTo, sigs
+}
+
+// WaitMembership ticks until every running member among on (all members
+// when none are given) has applied a configuration with exactly these voters
+// and learners, and returns it. It fails the test if they applied it from
+// configuration entries at different seqnos.
+func (c *Cluster) WaitMembership(voters, learners []uint64, on ...*Member) consensus.Membership {
+	c.t.Helper()
+	if len(on) == 0 {
+		on = c.Members
+	}
+	voters, learners = sorted(voters), sorted(learners)
+	var got consensus.Membership
+	c.WaitFor(fmt.Sprintf("voters %v and learners %v", voters, learners), func() bool {
+		got = consensus.Membership{}
+		for _, m := range on {
+			if !m.Running() {
+				continue
+			}
+			ms := m.Node.Membership()
+			if !slices.Equal(sorted(ms.Voters), voters) || !slices.Equal(sorted(ms.Learners), learners) {
+				return false
+			}
+			if got.Index != 0 && ms.Index != got.Index {
+				c.t.Fatalf("node %d applied voters %v learners %v at seqno %d, another node at %d", m.ID, voters, learners, ms.Index, got.Index)
+			}
+			got = ms
+		}
+		return true
+	})
+	return got
+}
+
+func sorted(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
 }

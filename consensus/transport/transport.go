@@ -49,8 +49,11 @@ const (
 
 // Config configures a Transport.
 type Config struct {
-	ID          uint64          // this node's raft id, non-zero
-	ListenAddr  string          // host:port of the node-to-node listener ("127.0.0.1:0" allowed)
+	ID         uint64 // this node's raft id, non-zero
+	ListenAddr string // host:port of the node-to-node listener ("127.0.0.1:0" allowed)
+	// Listener, if set, is used instead of binding ListenAddr (the node
+	// binds its ports before it touches its ledger). Close closes it.
+	Listener    net.Listener
 	Cert        tls.Certificate // this node's certificate (issued by ServiceCert) and key
 	ServiceCert *x509.Certificate
 	// RaftID maps a peer's verified certificate to its raft id. The node
@@ -186,9 +189,12 @@ func New(cfg Config) (*Transport, error) {
 	} else if id != cfg.ID {
 		return nil, fmt.Errorf("transport: own certificate maps to raft id %d, configured as %d", id, cfg.ID)
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("transport: listen on %s: %w", cfg.ListenAddr, err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return nil, fmt.Errorf("transport: listen on %s: %w", cfg.ListenAddr, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{

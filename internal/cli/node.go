@@ -17,25 +17,46 @@ import (
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Run a coco node"}
-	cmd.AddCommand(newNodeStartCmd())
+	cmd.AddCommand(newNodeStartCmd(), newNodeJoinCmd())
 	return cmd
 }
 
 func newNodeStartCmd() *cobra.Command {
+	return nodeRunCmd("start", "Start a node; a new data directory starts a new service",
+		`Start a node on DATA-DIR. If DATA-DIR holds no ledger, the node creates a new
+service (service identity, ledger secret) and is its only voter; other nodes
+then join it with "coco node join". Otherwise it restarts on its ledger with
+the same identity and resumes the service with its peers.
+The node runs until SIGINT or SIGTERM.`, false)
+}
+
+func newNodeJoinCmd() *cobra.Command {
+	return nodeRunCmd("join", "Start a node that joins an existing service",
+		`Start a node on an empty DATA-DIR that joins the service of the node at
+--target (any node's HTTPS address), whose service certificate --service-cert
+it pins. The node stays Pending until the service trusts it (today: a primary
+started with --auto-trust-joiners; with governance: transition_node_to_trusted);
+it then receives the service identity and ledger secrets over the mutually
+authenticated channel, catches up from its peers and becomes a voter.
+Running the same command again restarts the joined node on its DATA-DIR.
+The node runs until SIGINT or SIGTERM.`, true)
+}
+
+// nodeRunCmd builds "node start" and "node join", which share every flag
+// but the join target.
+func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 	var (
 		cfg        node.Config
+		jc         node.JoinConfig
 		logLevel   string
 		logFormat  string
 		cpuProfile string
 	)
 	cmd := &cobra.Command{
-		Use:   "start",
-		Short: "Start a node; a new data directory starts a new service",
-		Long: `Start a node on DATA-DIR. If DATA-DIR holds no ledger, the node creates a new
-service (service identity, ledger secret) and is its only node. Otherwise it
-restarts on its ledger with the same identity and resumes the service.
-The node runs until SIGINT or SIGTERM.`,
-		Args: cobra.NoArgs,
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
@@ -43,6 +64,9 @@ The node runs until SIGINT or SIGTERM.`,
 			}
 			cfg.Logger = logger
 			cfg.Version = Version
+			if join {
+				cfg.Join = &jc
+			}
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
 				if err != nil {
@@ -63,7 +87,17 @@ The node runs until SIGINT or SIGTERM.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "", "node data directory (created if missing)")
 	f.StringVar(&cfg.RPCAddress, "rpc-address", "127.0.0.1:8000", "host:port of the HTTPS API")
-	f.StringArrayVar(&cfg.UserCerts, "user-cert", nil, "user certificate PEM file to register (repeatable)")
+	f.StringVar(&cfg.NodeAddress, "node-address", "127.0.0.1:0", "host:port of the node-to-node listener (mutual TLS); give a fixed port in multi-node services")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 500*time.Millisecond, "a backup that hears nothing from the primary this long starts an election")
+	f.BoolVar(&cfg.AutoTrustJoiners, "auto-trust-joiners", false, "trust nodes that join at once, while this node is primary (development only, until governance lands)")
+	if join {
+		f.StringVar(&jc.Target, "target", "", "host:port of any node of the service to join")
+		f.StringVar(&jc.ServiceCertFile, "service-cert", "", "the service certificate (service_cert.pem) the target must present")
+		_ = cmd.MarkFlagRequired("target")
+		_ = cmd.MarkFlagRequired("service-cert")
+	} else {
+		f.StringArrayVar(&cfg.UserCerts, "user-cert", nil, "user certificate PEM file to register when the service is created (repeatable)")
+	}
 	f.Int64Var(&cfg.MaxBodySize, "max-body-size", 1<<20, "largest request body accepted, in bytes")
 	f.Int64Var(&cfg.LedgerChunkSize, "ledger-chunk-size", 4<<20, "ledger chunk file size before rotation, in bytes")
 	f.Uint64Var(&cfg.SigTxInterval, "sig-tx-interval", 5000, "emit a signature transaction after this many transactions")

@@ -1,0 +1,263 @@
+package node
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/cocoledger/coco/consensus"
+	"github.com/cocoledger/coco/consensus/transport"
+	cococrypto "github.com/cocoledger/coco/crypto"
+	"github.com/cocoledger/coco/gov"
+	"github.com/cocoledger/coco/kv"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// learnerCatchUp is how far (in entries) a learner's log may trail the
+// primary's commit index when it is promoted to voter. A voter that lags
+// far behind would stall commits until it caught up.
+const learnerCatchUp = 1000
+
+// watchInterval is how often the membership watcher looks at the nodes map
+// and the configuration even when nothing signalled a change.
+const watchInterval = 250 * time.Millisecond
+
+// members is the set of raft ids the transport talks to.
+type members struct {
+	ids   map[uint64]bool
+	addrs map[uint64]string // node-to-node address per raft id, where known
+}
+
+// newTransport creates the node-to-node transport on the bound listener.
+func (n *Node) newTransport(ln net.Listener) (*transport.Transport, error) {
+	return transport.New(transport.Config{
+		ID:          n.id.raftID,
+		Listener:    ln,
+		Cert:        n.id.tlsCert(),
+		ServiceCert: n.id.serviceCert,
+		RaftID: func(c *x509.Certificate) (uint64, error) {
+			id, err := cococrypto.KeyID(c.PublicKey)
+			if err != nil {
+				return 0, err
+			}
+			return consensus.RaftID(id)
+		},
+		IsMember: n.isMember,
+		Deliver:  n.deliver,
+		Logger:   n.log,
+	})
+}
+
+func (n *Node) deliver(ctx context.Context, m *pb.Message) error {
+	c := n.cons
+	if c == nil {
+		return consensus.ErrStopped
+	}
+	return c.Step(ctx, m)
+}
+
+// isMember reports whether raftID may exchange raft messages with this
+// node: it is in the configuration this node applied, or Trusted in its
+// committed state, or one of the nodes it was told about when it joined,
+// and not Retired.
+func (n *Node) isMember(raftID uint64) bool {
+	m := n.members.Load()
+	return m != nil && m.ids[raftID]
+}
+
+// signalMembership wakes the membership watcher.
+func (n *Node) signalMembership() {
+	select {
+	case n.membershipCh <- struct{}{}:
+	default:
+	}
+}
+
+// watchMembership keeps the transport's peers and the member set in step
+// with the committed nodes map and the configuration, and on the primary
+// brings the configuration in line with the trusted nodes, one change at a
+// time.
+func (n *Node) watchMembership(ctx context.Context) {
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		n.refreshMembers()
+		if err := n.reconcile(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			n.log.Debug("reconcile configuration", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-n.membershipCh:
+		}
+	}
+}
+
+// refreshMembers recomputes the member set and the transport's peers.
+func (n *Node) refreshMembers() {
+	conf := n.cons.Membership()
+	next := &members{ids: map[uint64]bool{}, addrs: map[uint64]string{}}
+	for _, id := range conf.Voters {
+		next.ids[id] = true
+	}
+	for _, id := range conf.Learners {
+		next.ids[id] = true
+	}
+	for _, b := range n.joinPeers {
+		next.ids[b.RaftID] = true
+		if b.NodeAddress != "" {
+			next.addrs[b.RaftID] = b.NodeAddress
+		}
+	}
+	for _, ni := range n.nodes(n.store.BeginReadOnly()) {
+		switch ni.Status {
+		case gov.NodeTrusted:
+			next.ids[ni.RaftID] = true
+		case gov.NodeRetired:
+			next.ids[ni.RaftID] = false
+		}
+		if ni.NodeAddress != "" {
+			next.addrs[ni.RaftID] = ni.NodeAddress
+		}
+	}
+	delete(next.ids, n.id.raftID)
+	prev := n.members.Swap(next)
+	for id, ok := range next.ids {
+		if !ok {
+			continue
+		}
+		addr := next.addrs[id]
+		if addr == "" {
+			continue
+		}
+		if prev == nil || !prev.ids[id] || prev.addrs[id] != addr {
+			n.log.Info("peer", "raft_id", id, "node_address", addr)
+			n.tr.SetPeer(id, addr)
+		}
+	}
+	if prev != nil {
+		removed := false
+		for id, ok := range prev.ids {
+			if ok && !next.ids[id] {
+				n.log.Info("peer removed", "raft_id", id)
+				n.tr.RemovePeer(id)
+				removed = true
+			}
+		}
+		if removed {
+			n.tr.MembershipChanged()
+		}
+	}
+}
+
+// reconcile makes, on the caught-up primary, the next configuration change
+// that brings raft's configuration in line with the nodes map: trusted
+// nodes join as learners, learners that caught up become voters, retired
+// nodes leave.
+func (n *Node) reconcile(ctx context.Context) error {
+	s := n.cons.Status()
+	if !s.WritesReady {
+		return nil
+	}
+	conf := n.cons.Membership()
+	infos := n.nodes(n.store.BeginReadOnly())
+	slices.SortFunc(infos, func(a, b gov.NodeInfo) int { return cmpUint(a.RaftID, b.RaftID) })
+	kind, id, ok := consensus.ChangeKind(0), uint64(0), false
+	for _, ni := range infos {
+		if ni.Status == gov.NodeTrusted && !conf.Contains(ni.RaftID) {
+			kind, id, ok = consensus.AddLearner, ni.RaftID, true
+			break
+		}
+	}
+	if !ok {
+		for _, ni := range infos {
+			if ni.Status == gov.NodeRetired && conf.Contains(ni.RaftID) {
+				kind, id, ok = consensus.RemoveNode, ni.RaftID, true
+				break
+			}
+		}
+	}
+	if !ok && len(conf.Learners) > 0 {
+		progress, err := n.cons.Progress(ctx)
+		if err != nil {
+			return err
+		}
+		for _, l := range conf.Learners {
+			if progress[l]+learnerCatchUp >= s.CommitIndex && n.trusted(infos, l) {
+				kind, id, ok = consensus.AddVoter, l, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return nil
+	}
+	seq, err := n.cons.ProposeConfChange(ctx, kind, id)
+	if err != nil {
+		if errors.Is(err, consensus.ErrConfChangePending) {
+			return nil
+		}
+		return fmt.Errorf("node: %s %d: %w", kind, id, err)
+	}
+	n.log.Info("configuration change proposed", "change", kind.String(), "raft_id", id, "seqno", seq)
+	return nil
+}
+
+func (n *Node) trusted(infos []gov.NodeInfo, raftID uint64) bool {
+	for _, ni := range infos {
+		if ni.RaftID == raftID {
+			return ni.Status == gov.NodeTrusted
+		}
+	}
+	return false
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Retire marks a trusted node Retired; the primary then removes it from the
+// configuration and every node stops talking to it. Until governance lands
+// this is only reachable from Go (tests); remove_node will call it.
+func (n *Node) Retire(ctx context.Context, nodeID string) error {
+	for attempt := 0; ; attempt++ {
+		tx := n.store.Begin()
+		b, ok := tx.Get(gov.NodesInfo, nodeID)
+		if !ok {
+			return fmt.Errorf("node: no node %s", nodeID)
+		}
+		var ni gov.NodeInfo
+		if err := json.Unmarshal(b, &ni); err != nil {
+			return fmt.Errorf("node: node %s: %w", nodeID, err)
+		}
+		if ni.Status == gov.NodeRetired {
+			return nil
+		}
+		ni.Status = gov.NodeRetired
+		nb, _ := json.Marshal(ni)
+		if err := tx.Put(gov.NodesInfo, nodeID, nb); err != nil {
+			return err
+		}
+		_, err := n.cons.Submit(ctx, tx, [32]byte{})
+		if errors.Is(err, kv.ErrConflict) && attempt < n.cfg.MaxConflictRetries {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("node: retire %s: %w", nodeID, err)
+		}
+		n.signalMembership()
+		return nil
+	}
+}

@@ -1,0 +1,192 @@
+package node
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cocoledger/coco/app"
+	cococrypto "github.com/cocoledger/coco/crypto"
+	"github.com/cocoledger/coco/gov"
+)
+
+// Forwarding: a backup sends a write to the primary over HTTPS, presenting
+// its own node certificate, with the caller's certificate in
+// ForwardedCallerHeader. The primary believes that header only from a
+// trusted node (whose TLS handshake proved it holds the node key), then
+// authenticates the caller as if it had connected directly; the response
+// goes back unchanged. A forwarded request is never forwarded again.
+const (
+	// ForwardedHeader marks a request forwarded by a backup.
+	ForwardedHeader = "x-coco-forwarded"
+	// ForwardedCallerHeader carries the caller's DER certificate, base64,
+	// or is absent for an anonymous caller.
+	ForwardedCallerHeader = "x-coco-forwarded-caller"
+)
+
+// forwarder sends requests to the primary.
+type forwarder struct {
+	client *http.Client
+
+	mu       sync.Mutex
+	verified map[[32]byte]time.Time // node certificates whose endorsement was checked, until when
+}
+
+func newForwarder(serviceCert *x509.Certificate, nodeCert tls.Certificate) *forwarder {
+	pool := x509.NewCertPool()
+	pool.AddCert(serviceCert)
+	return &forwarder{
+		client: &http.Client{
+			Transport: &http.Transport{
+				TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{nodeCert}},
+				ForceAttemptHTTP2:   true,
+				MaxIdleConnsPerHost: 256,
+				IdleConnTimeout:     time.Minute,
+			},
+			// A write waits for its commit; the client's own context (the
+			// incoming request's) bounds it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		verified: make(map[[32]byte]time.Time),
+	}
+}
+
+// forwardedHeaders are the request headers passed on to the primary.
+var forwardedHeaders = []string{"Content-Type", "Accept", TxIDHeader}
+
+// forward sends a request to the primary and relays its answer.
+func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, caller app.Caller) {
+	if r.Header.Get(ForwardedHeader) != "" {
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "this node is no longer the primary; retry"))
+		return
+	}
+	addr := n.primaryRPCAddress()
+	if addr == "" {
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "no primary is known at the moment (election in progress); retry"))
+		return
+	}
+	url := "https://" + addr + r.URL.RequestURI()
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	if err != nil {
+		writeError(w, app.BadRequest("cannot forward request: %v", err))
+		return
+	}
+	for _, h := range forwardedHeaders {
+		if v := r.Header.Values(h); len(v) > 0 {
+			req.Header[http.CanonicalHeaderKey(h)] = v
+		}
+	}
+	req.Header.Set(ForwardedHeader, n.id.nodeID)
+	if caller.Cert != nil {
+		req.Header.Set(ForwardedCallerHeader, base64.StdEncoding.EncodeToString(caller.Cert.Raw))
+	}
+	resp, err := n.fwd.client.Do(req)
+	if err != nil {
+		n.metrics.forwardErrors.Inc()
+		n.log.Debug("forward to primary failed", "primary", addr, "err", err)
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, "ForwardingFailed", "could not reach the primary at %s; retry", addr))
+		return
+	}
+	defer resp.Body.Close()
+	n.metrics.forwarded.Inc()
+	for k, vs := range resp.Header {
+		switch http.CanonicalHeaderKey(k) {
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length", "Date", "Server":
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, io.LimitReader(resp.Body, 64<<20))
+}
+
+// primaryRPCAddress is the primary's HTTPS address from the committed nodes
+// map, or "" when no primary is known.
+func (n *Node) primaryRPCAddress() string {
+	leader := n.cons.Status().Leader
+	if leader == 0 || leader == n.id.raftID {
+		return ""
+	}
+	for _, ni := range n.nodes(n.store.BeginReadOnly()) {
+		if ni.RaftID == leader {
+			return ni.RPCAddress
+		}
+	}
+	return ""
+}
+
+// forwardedCaller returns the certificate a trusted backup forwarded, with
+// ok false when the request was not forwarded, and an error when it claims
+// to be forwarded but does not come from a trusted node.
+func (n *Node) forwardedCaller(r *http.Request) (cert *x509.Certificate, ok bool, aerr *app.Error) {
+	if r.Header.Get(ForwardedHeader) == "" {
+		return nil, false, nil
+	}
+	refuse := func(format string, args ...any) (*x509.Certificate, bool, *app.Error) {
+		return nil, true, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", format, args...)
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return refuse("forwarded requests are accepted only from the service's nodes")
+	}
+	if err := n.checkNodeCert(r.TLS.PeerCertificates[0]); err != nil {
+		return refuse("forwarded requests are accepted only from the service's trusted nodes: %v", err)
+	}
+	h := r.Header.Get(ForwardedCallerHeader)
+	if h == "" {
+		return nil, true, nil
+	}
+	der, err := base64.StdEncoding.DecodeString(h)
+	if err != nil {
+		return refuse("bad %s header: %v", ForwardedCallerHeader, err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return refuse("bad %s header: %v", ForwardedCallerHeader, err)
+	}
+	return c, true, nil
+}
+
+// checkNodeCert accepts a certificate endorsed by the service identity
+// whose node is Trusted in the committed state.
+func (n *Node) checkNodeCert(c *x509.Certificate) error {
+	now := time.Now()
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return errors.New("certificate not valid now")
+	}
+	sum := sha256.Sum256(c.Raw)
+	n.fwd.mu.Lock()
+	until, ok := n.fwd.verified[sum]
+	n.fwd.mu.Unlock()
+	if !ok || now.After(until) {
+		if err := c.CheckSignatureFrom(n.id.serviceCert); err != nil {
+			return errors.New("not endorsed by the service")
+		}
+		n.fwd.mu.Lock()
+		if len(n.fwd.verified) > 1024 {
+			clear(n.fwd.verified)
+		}
+		n.fwd.verified[sum] = now.Add(time.Minute)
+		n.fwd.mu.Unlock()
+	}
+	id, err := cococrypto.KeyID(c.PublicKey)
+	if err != nil {
+		return errors.New("bad key")
+	}
+	for _, ni := range n.nodes(n.store.BeginReadOnly()) {
+		if ni.NodeID == id {
+			if ni.Status == gov.NodeTrusted {
+				return nil
+			}
+			return fmt.Errorf("node %s is %s", id, ni.Status)
+		}
+	}
+	return fmt.Errorf("node %s is unknown", id)
+}
