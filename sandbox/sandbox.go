@@ -36,11 +36,12 @@ type Info struct {
 
 // NodeInfo describes one node process.
 type NodeInfo struct {
-	NodeID     string   `json:"node_id"`
-	RPCAddress string   `json:"rpc_address"`
-	PID        int      `json:"pid"`
-	DataDir    string   `json:"data_dir"`
-	Args       []string `json:"args"`
+	NodeID      string   `json:"node_id"`
+	RPCAddress  string   `json:"rpc_address"`
+	NodeAddress string   `json:"node_address,omitempty"` // node-to-node listener
+	PID         int      `json:"pid"`
+	DataDir     string   `json:"data_dir"`
+	Args        []string `json:"args"`
 }
 
 // MemberInfo describes one member's key files.
@@ -92,8 +93,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.Dir = dir
-	if cfg.Nodes != 1 {
-		return fmt.Errorf("sandbox: only --nodes 1 is supported until replication lands (got %d)", cfg.Nodes)
+	if cfg.Nodes < 1 {
+		return fmt.Errorf("sandbox: --nodes must be at least 1 (got %d)", cfg.Nodes)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -103,11 +104,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	info, err := Load(filepath.Join(dir, "sandbox.json"))
+	fresh := false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if info, err = create(cfg, bin); err != nil {
 			return err
 		}
+		fresh = true
 	case err != nil:
 		return err
 	default:
@@ -121,21 +124,45 @@ func Run(ctx context.Context, cfg Config) error {
 	// still running from an earlier sandbox) would be mistaken for the node
 	// we start.
 	for _, nd := range info.Nodes {
-		if c, err := net.DialTimeout("tcp", nd.RPCAddress, time.Second); err == nil {
-			c.Close()
-			return fmt.Errorf("sandbox: %s is already in use; is a node of this sandbox still running (last pid %d)? Stop it first", nd.RPCAddress, nd.PID)
+		for _, addr := range []string{nd.RPCAddress, nd.NodeAddress} {
+			if addr == "" {
+				continue
+			}
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				return fmt.Errorf("sandbox: %s is already in use; is a node of this sandbox still running (last pid %d)? Stop it first", addr, nd.PID)
+			}
 		}
 	}
 	procs := make([]*nodeProc, 0, len(info.Nodes))
 	defer func() { stopAll(procs, cfg.Logger) }()
-	for i := range info.Nodes {
+	// A new service: the first node creates it, then the others join it.
+	// A restart: every node resumes from its data directory at once (a
+	// majority must be up before any of them can be primary).
+	first := len(info.Nodes)
+	if fresh {
+		first = 1
+	}
+	for i := range info.Nodes[:first] {
 		p, err := startNode(&info.Nodes[i])
 		if err != nil {
 			return err
 		}
 		procs = append(procs, p)
 	}
-	if err := waitOpen(ctx, info, procs); err != nil {
+	if fresh {
+		if err := waitOpen(ctx, info, procs, 1); err != nil {
+			return err
+		}
+		for i := range info.Nodes[first:] {
+			p, err := startNode(&info.Nodes[first+i])
+			if err != nil {
+				return err
+			}
+			procs = append(procs, p)
+		}
+	}
+	if err := waitOpen(ctx, info, procs, len(info.Nodes)); err != nil {
 		return err
 	}
 	for i := range info.Nodes {
@@ -255,21 +282,33 @@ func create(cfg Config, bin string) (*Info, error) {
 		info.Users = append(info.Users, UserInfo{Name: name, ID: id, Cert: cert, Key: key, EthAddress: addr, EthKey: ethPath})
 		userCerts = append(userCerts, cert)
 	}
+	info.ServiceCert = filepath.Join(dir, "node0", "service_cert.pem")
+	taken := map[string]bool{}
 	for i := 0; i < cfg.Nodes; i++ {
-		port, err := freePort()
+		rpc, err := freeAddr(taken)
+		if err != nil {
+			return nil, err
+		}
+		nodeAddr, err := freeAddr(taken)
 		if err != nil {
 			return nil, err
 		}
 		data := filepath.Join(dir, "node"+strconv.Itoa(i))
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		args := []string{bin, "node", "start", "--data-dir", data, "--rpc-address", addr}
-		for _, c := range userCerts {
-			args = append(args, "--user-cert", c)
+		// Every node trusts joiners while it is primary: there is no
+		// governance to do it yet.
+		var args []string
+		if i == 0 {
+			args = []string{bin, "node", "start", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr, "--auto-trust-joiners"}
+			for _, c := range userCerts {
+				args = append(args, "--user-cert", c)
+			}
+		} else {
+			args = []string{bin, "node", "join", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr, "--auto-trust-joiners",
+				"--target", info.Nodes[0].RPCAddress, "--service-cert", info.ServiceCert}
 		}
 		args = append(args, cfg.NodeArgs...)
-		info.Nodes = append(info.Nodes, NodeInfo{RPCAddress: addr, DataDir: data, Args: args})
+		info.Nodes = append(info.Nodes, NodeInfo{RPCAddress: rpc, NodeAddress: nodeAddr, DataDir: data, Args: args})
 	}
-	info.ServiceCert = filepath.Join(info.Nodes[0].DataDir, "service_cert.pem")
 	return info, nil
 }
 
@@ -293,13 +332,23 @@ func newIdentity(dir, name string) (id, certPath, keyPath string, err error) {
 	return cococrypto.CertID(cert), certPath, keyPath, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("sandbox: find a free port: %w", err)
+// freeAddr returns a 127.0.0.1 address whose port is free right now and
+// not in taken (ports are picked one at a time and released at once, so the
+// kernel may hand the same one out twice), and adds it to taken.
+func freeAddr(taken map[string]bool) (string, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("sandbox: find a free port: %w", err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !taken[addr] {
+			taken[addr] = true
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return "", errors.New("sandbox: could not find a free port")
 }
 
 // nodeProc is a running node process; done is closed when it exits.
@@ -353,10 +402,11 @@ func stopAll(procs []*nodeProc, log *slog.Logger) {
 	}
 }
 
-// waitOpen waits until every node answers and the service is Open. A node
-// process that exits meanwhile fails it at once: whatever answers on its
-// address is not the node this sandbox started.
-func waitOpen(ctx context.Context, info *Info, procs []*nodeProc) error {
+// waitOpen waits until the first count nodes answer, the service is Open
+// and each of them is a voter serving requests. A node process that exits
+// meanwhile fails it at once: whatever answers on its address is not the
+// node this sandbox started.
+func waitOpen(ctx context.Context, info *Info, procs []*nodeProc, count int) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
@@ -367,7 +417,7 @@ func waitOpen(ctx context.Context, info *Info, procs []*nodeProc) error {
 			default:
 			}
 		}
-		err := checkOpen(ctx, info)
+		err := checkOpen(ctx, info, count)
 		if err == nil {
 			return nil
 		}
@@ -379,7 +429,7 @@ func waitOpen(ctx context.Context, info *Info, procs []*nodeProc) error {
 	}
 }
 
-func checkOpen(ctx context.Context, info *Info) error {
+func checkOpen(ctx context.Context, info *Info, count int) error {
 	pem, err := os.ReadFile(info.ServiceCert)
 	if err != nil {
 		return err
@@ -390,7 +440,51 @@ func checkOpen(ctx context.Context, info *Info) error {
 	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
 	defer client.CloseIdleConnections()
-	for _, n := range info.Nodes {
+	get := func(addr, path string, v any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
+		}
+		if v == nil {
+			return nil
+		}
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	for _, n := range info.Nodes[:count] {
+		var nodes struct {
+			Nodes []struct {
+				RPCAddress string `json:"rpc_address"`
+				Status     string `json:"status"`
+				Membership string `json:"membership"`
+			} `json:"nodes"`
+		}
+		if err := get(n.RPCAddress, "/node/ready/app", nil); err != nil {
+			return err
+		}
+		if err := get(n.RPCAddress, "/node/network/nodes", &nodes); err != nil {
+			return err
+		}
+		for _, want := range info.Nodes[:count] {
+			found := false
+			for _, got := range nodes.Nodes {
+				if got.RPCAddress == want.RPCAddress && got.Status == "Trusted" && got.Membership == "Voter" {
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s does not yet see %s as a trusted voter", n.RPCAddress, want.RPCAddress)
+			}
+		}
+	}
+	for _, n := range info.Nodes[:count] {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+n.RPCAddress+"/node/network", nil)
 		if err != nil {
 			return err

@@ -49,7 +49,7 @@ to restart the same service from its ledger.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "dir", filepath.Join("workspace", "sandbox"), "sandbox directory")
-	f.IntVar(&cfg.Nodes, "nodes", 1, "number of nodes (1 until replication lands)")
+	f.IntVar(&cfg.Nodes, "nodes", 3, "number of nodes, each its own process")
 	f.IntVar(&cfg.Members, "members", 3, "number of members")
 	f.IntVar(&cfg.Users, "users", 3, "number of users")
 	f.StringArrayVar(&cfg.NodeArgs, "node-arg", nil, "extra flag for every node, e.g. --node-arg=--sig-interval=50ms (repeatable)")

@@ -1,0 +1,666 @@
+package consensustest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cocoledger/coco/consensus"
+	"github.com/cocoledger/coco/ledger"
+)
+
+// confChange proposes a change on the current primary and waits until the
+// primary has applied it. It returns the seqno of the configuration entry.
+func confChange(t *testing.T, c *Cluster, kind consensus.ChangeKind, id uint64) uint64 {
+	t.Helper()
+	leader := c.WaitLeader()
+	seq, err := leader.Node.ProposeConfChange(context.Background(), kind, id)
+	if err != nil {
+		t.Fatalf("%s %d on node %d: %v", kind, id, leader.ID, err)
+	}
+	c.WaitFor(fmt.Sprintf("node %d applying %s %d at %d", leader.ID, kind, id, seq), func() bool {
+		return leader.Node.Membership().Index >= seq
+	})
+	if got := leader.Node.Membership().Index; got != seq {
+		t.Fatalf("%s %d proposed at %d, primary's configuration is from %d", kind, id, seq, got)
+	}
+	return seq
+}
+
+// waitCaughtUp ticks until the primary's Progress shows every id matching
+// its whole log, and returns that progress.
+func waitCaughtUp(t *testing.T, c *Cluster, leader *Member, ids ...uint64) map[uint64]uint64 {
+	t.Helper()
+	var pr map[uint64]uint64
+	c.WaitFor(fmt.Sprintf("nodes %v catching up with node %d", ids, leader.ID), func() bool {
+		var err error
+		if pr, err = leader.Node.Progress(context.Background()); err != nil {
+			t.Fatalf("progress on node %d: %v", leader.ID, err)
+		}
+		last := leader.Node.Status().LastIndex
+		for _, id := range ids {
+			if pr[id] < last {
+				return false
+			}
+		}
+		return true
+	})
+	return pr
+}
+
+// waitCommittedOn ticks until every member in on has applied up to seqno.
+func waitCommittedOn(c *Cluster, seqno uint64, on ...*Member) {
+	c.t.Helper()
+	c.WaitFor(fmt.Sprintf("nodes committing %d", seqno), func() bool {
+		for _, m := range on {
+			if m.Node.Status().CommitIndex < seqno {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitSigned ticks until every running member has committed a signature
+// after seqno, so that CheckLedgers compares signed roots over it.
+func waitSigned(c *Cluster, seqno uint64) {
+	c.t.Helper()
+	c.WaitFor(fmt.Sprintf("a committed signature after %d", seqno), func() bool {
+		for _, m := range c.Members {
+			if m.Running() && m.Node.Status().LastSignedSeqno <= seqno {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func lastSeqno(ids []consensus.TxID) uint64 {
+	var last uint64
+	for _, id := range ids {
+		last = max(last, id.Seqno)
+	}
+	return last
+}
+
+func sameConf(a, b consensus.Membership) bool {
+	return slices.Equal(sorted(a.Voters), sorted(b.Voters)) && slices.Equal(sorted(a.Learners), sorted(b.Learners))
+}
+
+func conf(voters, learners []uint64) consensus.Membership {
+	return consensus.Membership{Voters: voters, Learners: learners}
+}
+
+func raftIDs(ms ...*Member) []uint64 {
+	ids := make([]uint64, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func except(c *Cluster, out ...*Member) []*Member {
+	var rest []*Member
+	for _, m := range c.Members {
+		if !slices.Contains(out, m) {
+			rest = append(rest, m)
+		}
+	}
+	return rest
+}
+
+// TestGrowFromOne starts a service with one node, adds two empty nodes as
+// learners, waits for them to catch up, promotes them, and then takes the
+// founder away: the two new voters must elect a primary and commit alone.
+func TestGrowFromOne(t *testing.T) {
+	c := New(t, Options{Size: 1})
+	first := c.WaitLeader()
+	// The founder's configuration is the first entry of the log.
+	if ms := first.Node.Membership(); !sameConf(ms, conf([]uint64{1}, nil)) || ms.Index != 1 {
+		t.Fatalf("founder's membership %+v, want voter 1 from seqno 1", ms)
+	}
+	if le, err := first.Ledger.Entry(1); err != nil || le.Kind != ledger.KindInternal {
+		t.Fatalf("entry 1 = %+v, %v; want the internal bootstrap configuration entry", le, err)
+	}
+	want := map[string]string{}
+	ids := write(t, c, "before", 10, want)
+
+	joiners := []*Member{c.AddMember(), c.AddMember()}
+	for _, m := range joiners {
+		if ms := m.Node.Membership(); len(ms.Voters)+len(ms.Learners) != 0 || ms.Index != 0 {
+			t.Fatalf("new node %d starts with membership %+v, want none", m.ID, ms)
+		}
+	}
+	// Outside the configuration nobody talks to them, and they talk to
+	// nobody: time passes and nothing changes.
+	view := first.Node.Status().View
+	for range 3 * c.opts.ElectionTicks {
+		c.Tick()
+	}
+	for _, m := range joiners {
+		if st := m.Node.Status(); st.LastIndex != 0 || st.Leader != 0 || st.IsPrimary {
+			t.Fatalf("node %d outside the configuration has status %+v", m.ID, st)
+		}
+	}
+	if st := first.Node.Status(); !st.WritesReady || st.View != view {
+		t.Fatalf("founder status %+v after new nodes started; was primary in view %d", st, view)
+	}
+
+	for _, m := range joiners {
+		confChange(t, c, consensus.AddLearner, m.ID)
+	}
+	c.WaitMembership([]uint64{1}, []uint64{2, 3})
+	pr := waitCaughtUp(t, c, first, 2, 3)
+	if len(pr) != 3 {
+		t.Fatalf("progress %v, want nodes 1, 2 and 3", pr)
+	}
+	// Learners replicate and apply everything, from the bootstrap entry on.
+	waitConverged(t, c, ids)
+	checkCommitted(t, c, ids, want)
+
+	for _, m := range joiners {
+		confChange(t, c, consensus.AddVoter, m.ID)
+	}
+	ms := c.WaitMembership([]uint64{1, 2, 3}, nil)
+	ids = append(ids, write(t, c, "after", 10, want)...)
+	waitConverged(t, c, ids)
+	checkCommitted(t, c, ids, want)
+	waitSigned(c, lastSeqno(ids))
+	if upTo, sigs := c.CheckLedgers(); upTo < lastSeqno(ids) || sigs == 0 {
+		t.Fatalf("compared %d entries with %d signatures", upTo, sigs)
+	}
+	checkSameState(t, c, "records", "public:records")
+
+	// Every node saw the same configurations in the same order, the new
+	// ones by replicating the log from its first entry.
+	wantConfs := []consensus.Membership{
+		conf([]uint64{1}, nil),
+		conf([]uint64{1}, []uint64{2}),
+		conf([]uint64{1}, []uint64{2, 3}),
+		conf([]uint64{1, 2}, []uint64{3}),
+		conf([]uint64{1, 2, 3}, nil),
+	}
+	for _, m := range c.Members {
+		got := m.ConfChanges()
+		if !slices.EqualFunc(got, wantConfs, sameConf) {
+			t.Errorf("node %d: OnConfChange reported %v, want %v", m.ID, got, wantConfs)
+		}
+		if got := m.Node.Membership(); got.Index != ms.Index {
+			t.Errorf("node %d: configuration from %d, want %d", m.ID, got.Index, ms.Index)
+		}
+	}
+
+	// The new voters count: without the founder they elect a primary and
+	// commit on their own.
+	c.Stop(first)
+	leader := c.WaitLeader(joiners...)
+	if v := leader.Node.Status().View; v <= view {
+		t.Fatalf("node %d leads view %d, founder led %d", leader.ID, v, view)
+	}
+	more := write(t, c, "without-founder", 5, want)
+	waitCommittedOn(c, lastSeqno(more), joiners...)
+	checkCommitted(t, c, append(ids, more...), want)
+	c.CheckLedgers()
+	checkSameState(t, c, "records", "public:records")
+}
+
+// TestConfChangeRefused checks the changes a node must refuse, and that a
+// refused change leaves the service working.
+func TestConfChangeRefused(t *testing.T) {
+	c := New(t, Options{})
+	leader := c.WaitLeader()
+	ctx := context.Background()
+	for _, f := range followers(c, leader) {
+		if _, err := f.Node.ProposeConfChange(ctx, consensus.AddLearner, 9); !errors.Is(err, consensus.ErrNotPrimary) {
+			t.Errorf("conf change on follower %d: %v, want ErrNotPrimary", f.ID, err)
+		}
+		if _, err := f.Node.Progress(ctx); !errors.Is(err, consensus.ErrNotPrimary) {
+			t.Errorf("progress on follower %d: %v, want ErrNotPrimary", f.ID, err)
+		}
+	}
+	for _, tc := range []struct {
+		kind consensus.ChangeKind
+		id   uint64
+	}{
+		{consensus.ChangeKind(7), 9},
+		{consensus.AddLearner, 0},
+	} {
+		if seq, err := leader.Node.ProposeConfChange(ctx, tc.kind, tc.id); err == nil {
+			t.Errorf("%s %d was proposed at %d", tc.kind, tc.id, seq)
+		}
+	}
+
+	// An isolated primary that is not ticked keeps its role but cannot
+	// commit, so its first change stays pending and the next is refused.
+	joiner := c.AddMember()
+	c.Net.Isolate(leader.ID)
+	seq, err := leader.Node.ProposeConfChange(ctx, consensus.AddLearner, joiner.ID)
+	if err != nil {
+		t.Fatalf("add learner %d: %v", joiner.ID, err)
+	}
+	for _, kind := range []consensus.ChangeKind{consensus.AddVoter, consensus.RemoveNode} {
+		if _, err := leader.Node.ProposeConfChange(ctx, kind, joiner.ID); !errors.Is(err, consensus.ErrConfChangePending) {
+			t.Fatalf("%s while %d is pending: %v, want ErrConfChangePending", kind, seq, err)
+		}
+	}
+	c.Net.Heal()
+	if ms := c.WaitMembership([]uint64{1, 2, 3}, []uint64{joiner.ID}); ms.Index != seq {
+		t.Fatalf("learner added at %d, proposed at %d", ms.Index, seq)
+	}
+	// Applied: the next change is accepted.
+	confChange(t, c, consensus.AddVoter, joiner.ID)
+	c.WaitMembership([]uint64{1, 2, 3, joiner.ID}, nil)
+	id := c.MustPut("records", "k", "v")
+	c.WaitCommitted(id.Seqno)
+	checkCommitted(t, c, []consensus.TxID{id}, map[string]string{"records/k": "v"})
+
+	// A stopped node answers ErrStopped.
+	n := joiner.Node
+	c.Stop(joiner)
+	if _, err := n.ProposeConfChange(ctx, consensus.RemoveNode, 2); !errors.Is(err, consensus.ErrStopped) {
+		t.Errorf("conf change on a stopped node: %v, want ErrStopped", err)
+	}
+	if err := n.ReadBarrier(ctx); !errors.Is(err, consensus.ErrStopped) {
+		t.Errorf("read barrier on a stopped node: %v, want ErrStopped", err)
+	}
+}
+
+// TestConfChangeKeepsAVoter: raft cannot apply a configuration without
+// voters (it panics on every node that applies it, at every restart), so
+// the primary must refuse to propose one.
+func TestConfChangeKeepsAVoter(t *testing.T) {
+	c := New(t, Options{Size: 1})
+	leader := c.WaitLeader()
+	learner := c.AddMember()
+	confChange(t, c, consensus.AddLearner, learner.ID)
+	for _, kind := range []consensus.ChangeKind{consensus.RemoveNode, consensus.AddLearner} {
+		if seq, err := leader.Node.ProposeConfChange(context.Background(), kind, leader.ID); !errors.Is(err, consensus.ErrLastVoter) {
+			t.Fatalf("%s of the only voter: seqno %d, %v; want ErrLastVoter", kind, seq, err)
+		}
+	}
+	// Removing the learner or anyone else is fine.
+	confChange(t, c, consensus.RemoveNode, 7)
+	id := c.MustPut("records", "k", "v")
+	c.WaitCommitted(id.Seqno)
+	c.WaitMembership([]uint64{1}, []uint64{learner.ID})
+	checkCommitted(t, c, []consensus.TxID{id}, map[string]string{"records/k": "v"})
+}
+
+// TestRemoveVoter removes a voter from a three-node service: the other two
+// go on committing, and the removed node gets nothing ordered after its
+// removal. A removed primary steps down and the others elect a new one.
+func TestRemoveVoter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		primary bool
+	}{
+		{"follower", false},
+		{"primary", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(t, Options{})
+			leader := c.WaitLeader()
+			want := map[string]string{}
+			ids := write(t, c, "a", 5, want)
+			c.WaitCommitted(lastSeqno(ids))
+			victim := followers(c, leader)[0]
+			if tc.primary {
+				victim = leader
+			}
+			rest := except(c, victim)
+			view := leader.Node.Status().View
+
+			seq, err := leader.Node.ProposeConfChange(context.Background(), consensus.RemoveNode, victim.ID)
+			if err != nil {
+				t.Fatalf("remove %d: %v", victim.ID, err)
+			}
+			if ms := c.WaitMembership(raftIDs(rest...), nil, rest...); ms.Index != seq {
+				t.Fatalf("removal applied from %d, proposed at %d", ms.Index, seq)
+			}
+			next := c.WaitLeader(rest...)
+			if tc.primary {
+				if st := victim.Node.Status(); st.IsPrimary || st.WritesReady {
+					t.Fatalf("removed primary still leads: %+v", st)
+				}
+				if next.Node.Status().View <= view {
+					t.Fatalf("no new view after the primary was removed")
+				}
+			} else if next != leader {
+				t.Fatalf("primary moved from %d to %d when a follower was removed", leader.ID, next.ID)
+			}
+			pr, err := next.Node.Progress(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := pr[victim.ID]; ok || len(pr) != 2 {
+				t.Fatalf("progress after removing %d: %v", victim.ID, pr)
+			}
+
+			more := write(t, c, "b", 10, want)
+			waitCommittedOn(c, lastSeqno(more), rest...)
+			if last := victim.Ledger.LastIndex(); last >= more[0].Seqno {
+				t.Fatalf("removed node %d has entries up to %d; writes after its removal start at %d", victim.ID, last, more[0].Seqno)
+			}
+			// It stays where it is, and does not disturb the others.
+			before := victim.Node.Status().LastIndex
+			nextView := next.Node.Status().View
+			for range 3 * c.opts.ElectionTicks {
+				c.Tick()
+			}
+			if after := victim.Node.Status().LastIndex; after != before {
+				t.Fatalf("removed node's log grew from %d to %d", before, after)
+			}
+			if st := next.Node.Status(); !st.WritesReady || st.View != nextView {
+				t.Fatalf("primary %d disturbed after the removal: %+v (was view %d)", next.ID, st, nextView)
+			}
+			if _, ok := victim.Store.BeginReadOnly().Get("records", "b1"); ok {
+				t.Fatal("removed node applied a write ordered after its removal")
+			}
+
+			c.Stop(victim)
+			ids = append(ids, more...)
+			checkCommitted(t, c, ids, want)
+			waitSigned(c, lastSeqno(ids))
+			c.CheckLedgers()
+			checkSameState(t, c, "records", "public:records")
+		})
+	}
+}
+
+// editRaftState rewrites fields of a stopped member's raft state file, as a
+// crash at the wrong moment could have left it. It knows the file's name
+// and JSON fields, which belong to package consensus.
+func editRaftState(t *testing.T, m *Member, fields map[string]any) {
+	t.Helper()
+	path := filepath.Join(m.Dir, "raft_state.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := map[string]any{}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range fields {
+		if _, ok := st[k]; !ok && k != "learners" {
+			t.Fatalf("raft state %s has no field %q: %s", path, k, b)
+		}
+		st[k] = v
+	}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMembershipSurvivesRestart changes the configuration (a learner added
+// and promoted, a founder removed), then restarts a node: its configuration
+// must be the same after the restart, whether its state file is current or
+// a crash left it behind the ledger, and it must keep committing.
+func TestMembershipSurvivesRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// state returns the fields to write into the stopped node's state
+		// file, given the seqno of the first change after the founders'.
+		state func(firstChange uint64) map[string]any
+	}{
+		{"clean", nil},
+		// The configuration is rebuilt from the committed configuration
+		// entries in the ledger.
+		{"configuration not saved", func(uint64) map[string]any {
+			return map[string]any{"voters": []uint64{1, 2, 3}, "learners": []uint64{}, "conf_index": 3}
+		}},
+		// The commit index is saved lazily: after a crash raft commits the
+		// configuration entries again, which the saved configuration
+		// already reflects. Applying them twice would go through stale
+		// configurations.
+		{"commit index not saved", func(firstChange uint64) map[string]any {
+			return map[string]any{"commit": firstChange - 1}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// One big chunk: the ledger's own commit marker (committed
+			// chunk files) does not cover the configuration entries.
+			c := New(t, Options{ChunkSize: 1 << 20})
+			leader := c.WaitLeader()
+			if ms := c.WaitMembership([]uint64{1, 2, 3}, nil); ms.Index != 3 {
+				t.Fatalf("founders' configuration from %d, want 3 (one entry per founder)", ms.Index)
+			}
+			want := map[string]string{}
+			ids := write(t, c, "a", 5, want)
+			fs := followers(c, leader)
+			removed, target := fs[0], fs[1]
+
+			joiner := c.AddMember()
+			firstChange := confChange(t, c, consensus.AddLearner, joiner.ID)
+			waitCaughtUp(t, c, leader, joiner.ID)
+			confChange(t, c, consensus.AddVoter, joiner.ID)
+			confChange(t, c, consensus.RemoveNode, removed.ID)
+			voters := sorted([]uint64{leader.ID, target.ID, joiner.ID})
+			final := c.WaitMembership(voters, nil, except(c, removed)...)
+			c.Stop(removed)
+			ids = append(ids, write(t, c, "b", 5, want)...)
+			c.WaitCommitted(lastSeqno(ids))
+
+			check := func(m *Member, when string) {
+				t.Helper()
+				if got := m.Node.Membership(); !sameConf(got, final) || got.Index != final.Index {
+					t.Fatalf("node %d %s: membership %+v, want %+v", m.ID, when, got, final)
+				}
+			}
+			c.Stop(target)
+			if tc.state != nil {
+				editRaftState(t, target, tc.state(firstChange))
+			}
+			c.Start(target)
+			check(target, "right after restart")
+			ids = append(ids, write(t, c, "c", 5, want)...)
+			c.WaitCommitted(lastSeqno(ids))
+			check(target, "after catching up")
+			for _, got := range target.ConfChanges() {
+				if !sameConf(got, final) {
+					t.Fatalf("node %d went through configuration %+v after its restart; want only %+v", target.ID, got, final)
+				}
+			}
+			checkCommitted(t, c, ids, want)
+
+			// The whole service restarts and keeps its configuration.
+			running := except(c, removed)
+			for _, m := range running {
+				c.Stop(m)
+			}
+			for _, m := range running {
+				c.Start(m)
+				check(m, "after a full restart")
+			}
+			ids = append(ids, write(t, c, "d", 5, want)...)
+			c.WaitCommitted(lastSeqno(ids))
+			for _, m := range running {
+				check(m, "after a full restart and writes")
+			}
+			checkCommitted(t, c, ids, want)
+			waitSigned(c, lastSeqno(ids))
+			c.CheckLedgers()
+			checkSameState(t, c, "records", "public:records")
+		})
+	}
+}
+
+// readBarrier calls ReadBarrier on m, ticking every node until it returns,
+// and reports how many ticks that took.
+func readBarrier(c *Cluster, m *Member) (ticks int, err error) {
+	c.t.Helper()
+	done := make(chan error, 1)
+	node := m.Node
+	go func() { done <- node.ReadBarrier(context.Background()) }()
+	for {
+		select {
+		case err := <-done:
+			return ticks, err
+		default:
+		}
+		c.Tick()
+		ticks++
+		time.Sleep(c.opts.TickPace)
+	}
+}
+
+// TestReadBarrierSeesAcknowledgedWrites: once the primary acknowledged a
+// write, a read barrier on any node makes its committed state show it.
+func TestReadBarrierSeesAcknowledgedWrites(t *testing.T) {
+	c := New(t, Options{})
+	leader := c.WaitLeader()
+	behind := 0
+	for i := range 20 {
+		m := c.Members[i%len(c.Members)]
+		key, value := fmt.Sprint("k", i), fmt.Sprint("v", i)
+		id := c.MustPut("records", key, value)
+		if m.Node.Status().CommitIndex < id.Seqno {
+			behind++
+		}
+		if _, err := readBarrier(c, m); err != nil {
+			t.Fatalf("read barrier on node %d: %v", m.ID, err)
+		}
+		if st := m.Node.Status(); st.CommitIndex < id.Seqno {
+			t.Fatalf("node %d passed a read barrier at commit %d, before write %s", m.ID, st.CommitIndex, id)
+		}
+		if got, ok := m.Store.BeginReadOnly().Get("records", key); !ok || string(got) != value {
+			t.Fatalf("node %d after a read barrier: %s = %q (present %v), want %q", m.ID, key, got, ok, value)
+		}
+	}
+	if l := c.WaitLeader(); l != leader {
+		t.Fatalf("primary moved from %d to %d", leader.ID, l.ID)
+	}
+	t.Logf("%d of 20 barriers found their node behind the write", behind)
+}
+
+// TestReadBarrierTimesOut cuts a node off: its read barriers fail with
+// ErrReadTimeout within two election timeouts of ticks (none passes while
+// time stands still), and pass again, seeing the others' writes, once it
+// is back.
+func TestReadBarrierTimesOut(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		primary bool
+	}{
+		{"follower", false},
+		{"primary", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(t, Options{})
+			leader := c.WaitLeader()
+			c.MustPut("records", "k", "before")
+			m := followers(c, leader)[0]
+			if tc.primary {
+				m = leader
+			}
+			c.Net.Isolate(m.ID)
+
+			done := make(chan error, 1)
+			node := m.Node
+			go func() { done <- node.ReadBarrier(context.Background()) }()
+			// Without ticks nothing can answer it.
+			select {
+			case err := <-done:
+				t.Fatalf("read barrier on isolated node %d returned %v without a tick", m.ID, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			limit := 2*c.opts.ElectionTicks + 5
+			ticks := 0
+			for err := error(nil); ; {
+				select {
+				case err = <-done:
+				default:
+					c.Tick()
+					ticks++
+					if ticks > limit {
+						t.Fatalf("read barrier on isolated node %d still pending after %d ticks", m.ID, ticks)
+					}
+					time.Sleep(c.opts.TickPace)
+					continue
+				}
+				if !errors.Is(err, consensus.ErrReadTimeout) {
+					t.Fatalf("read barrier on isolated node %d: %v, want ErrReadTimeout", m.ID, err)
+				}
+				break
+			}
+			// By now it knows no primary: the next one fails as well.
+			if n, err := readBarrier(c, m); !errors.Is(err, consensus.ErrReadTimeout) || n > limit {
+				t.Fatalf("second read barrier on isolated node %d: %v after %d ticks, want ErrReadTimeout", m.ID, err, n)
+			}
+
+			// The others go on; once back, the node's barrier sees their write.
+			id := c.MustPut("records", "k", "while-isolated")
+			if tc.primary && c.WaitLeader() == m {
+				t.Fatalf("isolated node %d is still the primary", m.ID)
+			}
+			c.Net.Heal()
+			c.WaitFor(fmt.Sprintf("node %d following a primary again", m.ID), func() bool {
+				st := m.Node.Status()
+				return st.Leader != 0 && st.Leader != m.ID
+			})
+			if _, err := readBarrier(c, m); err != nil {
+				t.Fatalf("read barrier on node %d after heal: %v", m.ID, err)
+			}
+			if st := m.Node.Status(); st.CommitIndex < id.Seqno {
+				t.Fatalf("node %d passed a read barrier at commit %d, before %s", m.ID, st.CommitIndex, id)
+			}
+			if got, _ := m.Store.BeginReadOnly().Get("records", "k"); string(got) != "while-isolated" {
+				t.Fatalf("node %d after heal and read barrier: k = %q", m.ID, got)
+			}
+		})
+	}
+}
+
+// TestReadBarrierConcurrent issues many barriers at once on every node,
+// round after round with a write before each: they all return, and each
+// sees the write acknowledged before it was issued.
+func TestReadBarrierConcurrent(t *testing.T) {
+	c := New(t, Options{})
+	c.WaitLeader()
+	const perNode = 100
+	for round := range 5 {
+		key, value := fmt.Sprint("k", round), fmt.Sprint("v", round)
+		c.MustPut("records", key, value)
+		errs := make(chan error, perNode*len(c.Members))
+		for _, m := range c.Members {
+			node, store, id := m.Node, m.Store, m.ID
+			for range perNode {
+				go func() {
+					if err := node.ReadBarrier(context.Background()); err != nil {
+						errs <- fmt.Errorf("node %d: %w", id, err)
+						return
+					}
+					if got, ok := store.BeginReadOnly().Get("records", key); !ok || string(got) != value {
+						errs <- fmt.Errorf("node %d after a read barrier: %s = %q (present %v), want %q", id, key, got, ok, value)
+						return
+					}
+					errs <- nil
+				}()
+			}
+		}
+		n := 0
+		c.WaitFor(fmt.Sprintf("round %d: %d read barriers", round, cap(errs)), func() bool {
+			for {
+				select {
+				case err := <-errs:
+					if err != nil {
+						t.Fatalf("round %d: %v", round, err)
+					}
+					n++
+					continue
+				default:
+				}
+				return n == cap(errs)
+			}
+		})
+	}
+}
