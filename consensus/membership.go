@@ -178,7 +178,7 @@ func (n *Node) Progress(ctx context.Context) (map[uint64]uint64, error) {
 // configuration rebuilt at start-up, unless the persisted state already
 // reflects it.
 func (n *Node) replayConfEntry(le *ledger.Entry) error {
-	if le.Kind != ledger.KindInternal || true {
+	if le.Kind != ledger.KindInternal {
 		return nil
 	}
 	switch pb.EntryType(le.RaftType) {
