@@ -28,7 +28,7 @@ func (r raftLogger) Infof(format string, v ...any) {
 	}
 	r.l.Info(fmt.Sprintf(format, v...))
 }
-func (r raftLogger) Warning(v ...any)               { r.l.Warn(fmt.Sprint(v...)) }
+func (r raftLogger) Warning(v ...any) { r.l.Warn(fmt.Sprint(v...)) }
 func (r raftLogger) Warningf(format string, v ...any) {
 	r.l.Warn(fmt.Sprintf(format, v...))
 }
