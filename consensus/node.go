@@ -82,14 +82,17 @@ type Config struct {
 	ServiceKey  crypto.Signer
 	Transport   Transport
 	// Bootstrap makes this node the single voter of a new service when it
-	// has no persisted raft state.
+	// has no log and has never voted. The configuration becomes the first
+	// entry of the log (raft's ConfChange), so nodes that join later learn it
+	// by replication. A node with neither Bootstrap nor Peers starts with an
+	// empty configuration and waits for a primary to replicate to it (a
+	// joining node).
 	Bootstrap bool
 	// Peers, when set, are the raft ids of every voter of a new multi-node
 	// service (this node's ID among them). Each node of such a service is
-	// started with the same Peers and no persisted raft state, so they all
-	// begin from the same configuration without configuration entries in
-	// the log. Ignored once raft state is persisted; takes precedence over
-	// Bootstrap.
+	// started with the same Peers and no log, so they all begin with the
+	// same configuration entries at seqnos 1..len(Peers). Ignored once the
+	// node has a log or a vote; takes precedence over Bootstrap.
 	Peers []uint64
 
 	TickInterval time.Duration // default 50ms
@@ -263,6 +266,16 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("consensus: %s is missing but the ledger has %d entries; refusing to guess the raft state", statePath, cfg.Ledger.LastIndex())
 		}
 		st = &persistentState{}
+		if err := writeState(statePath, st); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	// A node that has never held any log or vote may (still) bootstrap: the
+	// state file written above does not count, since a crash can come before
+	// the bootstrap entries are durable.
+	if cfg.Ledger.LastIndex() == 0 && st.Term == 0 && st.Vote == 0 && len(st.Voters) == 0 && len(st.Learners) == 0 {
 		switch {
 		case len(cfg.Peers) > 0:
 			if !slices.Contains(cfg.Peers, cfg.ID) {
@@ -274,11 +287,6 @@ func New(cfg Config) (*Node, error) {
 		case cfg.Bootstrap:
 			bootstrap = []uint64{cfg.ID}
 		}
-		if err := writeState(statePath, st); err != nil {
-			return nil, err
-		}
-	case err != nil:
-		return nil, err
 	}
 	n.state = &stateStore{path: statePath, st: *st, savedCommit: st.Commit}
 

@@ -25,6 +25,9 @@ const (
 	ServiceKeyFile    = "service_key.pem"
 	LedgerSecretsFile = "ledger_secrets.json"
 	LedgerDir         = "ledger"
+	// JoinedFile marks a node that joined an existing service: it never
+	// creates a service of its own.
+	JoinedFile = "joined.json"
 )
 
 // identity is everything secret or identifying a node holds. On a TEE the

@@ -321,6 +321,13 @@ func (n *Node) saveJoinSecrets(jr *joinResponse, key crypto.Signer, pinned *x509
 		return bad("ledger secrets: %v", err)
 	}
 	dir := n.cfg.DataDir
+	// The marker first: a node holding secrets it was given must never
+	// start a service of its own with them, even if restarted with
+	// "node start" before its ledger has its first entry.
+	marker, _ := json.Marshal(map[string]string{"target": n.cfg.Join.Target, "node_id": jr.NodeID, "joined_at": time.Now().UTC().Format(time.RFC3339)})
+	if err := cococrypto.WriteFileAtomic(filepath.Join(dir, JoinedFile), marker, 0o600); err != nil {
+		return err
+	}
 	if err := cococrypto.WriteFileAtomic(filepath.Join(dir, LedgerSecretsFile), jr.LedgerSecrets, 0o600); err != nil {
 		return err
 	}

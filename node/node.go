@@ -157,7 +157,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		joining = !ok
 	}
-	newService := n.led.LastIndex() == 0 && cfg.Join == nil
+	joinedBefore, err := exists(filepath.Join(cfg.DataDir, JoinedFile))
+	if err != nil {
+		return nil, err
+	}
+	newService := n.led.LastIndex() == 0 && cfg.Join == nil && !joinedBefore
 	nodeKey, err := loadOrCreateNodeKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
