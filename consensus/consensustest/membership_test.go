@@ -13,36 +13,72 @@ import (
 
 	"github.com/cocoledger/coco/consensus"
 	"github.com/cocoledger/coco/ledger"
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // confChange proposes a change on the current primary and waits until the
-// primary has applied it. It returns the seqno of the configuration entry.
+// primary has committed it. It returns the seqno of the configuration entry.
+// A change the primary refused because it lost its role, or that was lost
+// in a view change, is proposed again (changes are idempotent); tests do
+// not rely on message timing keeping one primary.
 func confChange(t *testing.T, c *Cluster, kind consensus.ChangeKind, id uint64) uint64 {
 	t.Helper()
-	leader := c.WaitLeader()
-	seq, err := leader.Node.ProposeConfChange(context.Background(), kind, id)
-	if err != nil {
-		t.Fatalf("%s %d on node %d: %v", kind, id, leader.ID, err)
+	deadline := time.Now().Add(c.opts.Timeout)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %d: no primary committed it (%s)", kind, id, c.describe())
+		}
+		leader := c.WaitLeader()
+		seq, err := leader.Node.ProposeConfChange(context.Background(), kind, id)
+		if errors.Is(err, consensus.ErrNotPrimary) || errors.Is(err, consensus.ErrNotReady) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s %d on node %d: %v", kind, id, leader.ID, err)
+		}
+		c.WaitFor(fmt.Sprintf("node %d committing %s %d at %d", leader.ID, kind, id, seq), func() bool {
+			return leader.Node.Status().CommitIndex >= seq
+		})
+		le, err := leader.Ledger.Entry(seq)
+		if err != nil {
+			t.Fatalf("node %d: entry %d: %v", leader.ID, seq, err)
+		}
+		if le.Kind != ledger.KindInternal || le.RaftType != uint8(pb.EntryConfChange) {
+			continue // another primary's entry committed at seq
+		}
+		if got := leader.Node.Membership().Index; got != seq {
+			t.Fatalf("%s %d committed at %d, node %d's configuration is from %d", kind, id, seq, leader.ID, got)
+		}
+		return seq
 	}
-	c.WaitFor(fmt.Sprintf("node %d applying %s %d at %d", leader.ID, kind, id, seq), func() bool {
-		return leader.Node.Membership().Index >= seq
+}
+
+// progress returns the current primary's Progress.
+func progress(t *testing.T, c *Cluster, on ...*Member) (leader *Member, pr map[uint64]uint64) {
+	t.Helper()
+	c.WaitFor("the primary's progress", func() bool {
+		leader = c.WaitLeader(on...)
+		var err error
+		pr, err = leader.Node.Progress(context.Background())
+		if errors.Is(err, consensus.ErrNotPrimary) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("progress on node %d: %v", leader.ID, err)
+		}
+		return true
 	})
-	if got := leader.Node.Membership().Index; got != seq {
-		t.Fatalf("%s %d proposed at %d, primary's configuration is from %d", kind, id, seq, got)
-	}
-	return seq
+	return leader, pr
 }
 
 // waitCaughtUp ticks until the primary's Progress shows every id matching
 // its whole log, and returns that progress.
-func waitCaughtUp(t *testing.T, c *Cluster, leader *Member, ids ...uint64) map[uint64]uint64 {
+func waitCaughtUp(t *testing.T, c *Cluster, ids ...uint64) map[uint64]uint64 {
 	t.Helper()
 	var pr map[uint64]uint64
-	c.WaitFor(fmt.Sprintf("nodes %v catching up with node %d", ids, leader.ID), func() bool {
-		var err error
-		if pr, err = leader.Node.Progress(context.Background()); err != nil {
-			t.Fatalf("progress on node %d: %v", leader.ID, err)
-		}
+	c.WaitFor(fmt.Sprintf("nodes %v catching up with the primary", ids), func() bool {
+		var leader *Member
+		leader, pr = progress(t, c)
 		last := leader.Node.Status().LastIndex
 		for _, id := range ids {
 			if pr[id] < last {
@@ -156,7 +192,7 @@ func TestGrowFromOne(t *testing.T) {
 		confChange(t, c, consensus.AddLearner, m.ID)
 	}
 	c.WaitMembership([]uint64{1}, []uint64{2, 3})
-	pr := waitCaughtUp(t, c, first, 2, 3)
+	pr := waitCaughtUp(t, c, 2, 3)
 	if len(pr) != 3 {
 		t.Fatalf("progress %v, want nodes 1, 2 and 3", pr)
 	}
@@ -316,14 +352,11 @@ func TestRemoveVoter(t *testing.T) {
 			rest := except(c, victim)
 			view := leader.Node.Status().View
 
-			seq, err := leader.Node.ProposeConfChange(context.Background(), consensus.RemoveNode, victim.ID)
-			if err != nil {
-				t.Fatalf("remove %d: %v", victim.ID, err)
-			}
+			seq := confChange(t, c, consensus.RemoveNode, victim.ID)
 			if ms := c.WaitMembership(raftIDs(rest...), nil, rest...); ms.Index != seq {
 				t.Fatalf("removal applied from %d, proposed at %d", ms.Index, seq)
 			}
-			next := c.WaitLeader(rest...)
+			next, pr := progress(t, c, rest...)
 			if tc.primary {
 				if st := victim.Node.Status(); st.IsPrimary || st.WritesReady {
 					t.Fatalf("removed primary still leads: %+v", st)
@@ -331,12 +364,6 @@ func TestRemoveVoter(t *testing.T) {
 				if next.Node.Status().View <= view {
 					t.Fatalf("no new view after the primary was removed")
 				}
-			} else if next != leader {
-				t.Fatalf("primary moved from %d to %d when a follower was removed", leader.ID, next.ID)
-			}
-			pr, err := next.Node.Progress(context.Background())
-			if err != nil {
-				t.Fatal(err)
 			}
 			if _, ok := pr[victim.ID]; ok || len(pr) != 2 {
 				t.Fatalf("progress after removing %d: %v", victim.ID, pr)
@@ -347,21 +374,29 @@ func TestRemoveVoter(t *testing.T) {
 			if last := victim.Ledger.LastIndex(); last >= more[0].Seqno {
 				t.Fatalf("removed node %d has entries up to %d; writes after its removal start at %d", victim.ID, last, more[0].Seqno)
 			}
-			// It stays where it is, and does not disturb the others.
+			// It stays where it is and cannot take part: it never leads,
+			// and never forces a view on the others (pre-vote, and its log
+			// is behind theirs). Whether the two keep their primary over
+			// the ticks depends on message timing, so that is not checked.
 			before := victim.Node.Status().LastIndex
-			nextView := next.Node.Status().View
 			for range 3 * c.opts.ElectionTicks {
 				c.Tick()
 			}
 			if after := victim.Node.Status().LastIndex; after != before {
 				t.Fatalf("removed node's log grew from %d to %d", before, after)
 			}
-			if st := next.Node.Status(); !st.WritesReady || st.View != nextView {
-				t.Fatalf("primary %d disturbed after the removal: %+v (was view %d)", next.ID, st, nextView)
+			var restView uint64
+			for _, m := range rest {
+				restView = max(restView, m.Node.Status().View)
+			}
+			if st := victim.Node.Status(); st.IsPrimary || st.View > restView {
+				t.Fatalf("removed node %+v; the others are at view %d", st, restView)
 			}
 			if _, ok := victim.Store.BeginReadOnly().Get("records", "b1"); ok {
 				t.Fatal("removed node applied a write ordered after its removal")
 			}
+			more = append(more, write(t, c, "c", 3, want)...)
+			waitCommittedOn(c, lastSeqno(more), rest...)
 
 			c.Stop(victim)
 			ids = append(ids, more...)
@@ -441,7 +476,7 @@ func TestMembershipSurvivesRestart(t *testing.T) {
 
 			joiner := c.AddMember()
 			firstChange := confChange(t, c, consensus.AddLearner, joiner.ID)
-			waitCaughtUp(t, c, leader, joiner.ID)
+			waitCaughtUp(t, c, joiner.ID)
 			confChange(t, c, consensus.AddVoter, joiner.ID)
 			confChange(t, c, consensus.RemoveNode, removed.ID)
 			voters := sorted([]uint64{leader.ID, target.ID, joiner.ID})
@@ -513,6 +548,23 @@ func readBarrier(c *Cluster, m *Member) (ticks int, err error) {
 	}
 }
 
+// mustReadBarrier is readBarrier where it must pass. ErrReadTimeout is
+// retried: the primary may change when messages are slow, whatever the
+// ticks, and a barrier raft did not confirm is no answer.
+func mustReadBarrier(t *testing.T, c *Cluster, m *Member) {
+	t.Helper()
+	deadline := time.Now().Add(c.opts.Timeout)
+	for {
+		_, err := readBarrier(c, m)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, consensus.ErrReadTimeout) || time.Now().After(deadline) {
+			t.Fatalf("read barrier on node %d: %v (%s)", m.ID, err, c.describe())
+		}
+	}
+}
+
 // TestReadBarrierSeesAcknowledgedWrites: once the primary acknowledged a
 // write, a read barrier on any node makes its committed state show it. The
 // reading follower is cut off while the write commits, so it is behind when
@@ -520,10 +572,9 @@ func readBarrier(c *Cluster, m *Member) (ticks int, err error) {
 // passes while it is cut off, so it still knows the primary when it is back.
 func TestReadBarrierSeesAcknowledgedWrites(t *testing.T) {
 	c := New(t, Options{})
-	leader := c.WaitLeader()
-	fs := followers(c, leader)
 	for i := range 10 {
-		m := fs[i%len(fs)]
+		leader := c.WaitLeader()
+		m := followers(c, leader)[i%2]
 		key, value := fmt.Sprint("k", i), fmt.Sprint("v", i)
 		c.Net.Isolate(m.ID)
 		tx := leader.Store.Begin()
@@ -533,6 +584,11 @@ func TestReadBarrierSeesAcknowledgedWrites(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 		id, err := leader.Node.Submit(ctx, tx, [32]byte{})
 		cancel()
+		if errors.Is(err, consensus.ErrNotPrimary) || errors.Is(err, consensus.ErrNotReady) {
+			// The primary changed since the last ticks (timing); again.
+			c.Net.Heal()
+			continue
+		}
 		if err != nil {
 			t.Fatalf("write %s without ticks: %v", key, err)
 		}
@@ -540,22 +596,13 @@ func TestReadBarrierSeesAcknowledgedWrites(t *testing.T) {
 			t.Fatalf("isolated node %d committed %s", m.ID, id)
 		}
 		c.Net.Heal()
-		if _, err := readBarrier(c, m); err != nil {
-			t.Fatalf("read barrier on node %d: %v", m.ID, err)
-		}
+		mustReadBarrier(t, c, m)
 		if st := m.Node.Status(); st.CommitIndex < id.Seqno {
 			t.Fatalf("node %d passed a read barrier at commit %d, before write %s", m.ID, st.CommitIndex, id)
 		}
 		if got, ok := m.Store.BeginReadOnly().Get("records", key); !ok || string(got) != value {
 			t.Fatalf("node %d after a read barrier: %s = %q (present %v), want %q", m.ID, key, got, ok, value)
 		}
-		// On the primary it returns at once with its own write.
-		if _, err := readBarrier(c, leader); err != nil {
-			t.Fatalf("read barrier on the primary: %v", err)
-		}
-	}
-	if l := c.WaitLeader(); l != leader {
-		t.Fatalf("primary moved from %d to %d", leader.ID, l.ID)
 	}
 }
 
@@ -590,7 +637,9 @@ func TestReadBarrierTimesOut(t *testing.T) {
 				t.Fatalf("read barrier on isolated node %d returned %v without a tick", m.ID, err)
 			case <-time.After(20 * time.Millisecond):
 			}
-			limit := 2*c.opts.ElectionTicks + 5
+			// Two election timeouts after it reached the loop; some slack
+			// for ticks taken before it did.
+			limit := 3 * c.opts.ElectionTicks
 			ticks := 0
 			for err := error(nil); ; {
 				select {
@@ -624,9 +673,7 @@ func TestReadBarrierTimesOut(t *testing.T) {
 				st := m.Node.Status()
 				return st.Leader != 0 && st.Leader != m.ID
 			})
-			if _, err := readBarrier(c, m); err != nil {
-				t.Fatalf("read barrier on node %d after heal: %v", m.ID, err)
-			}
+			mustReadBarrier(t, c, m)
 			if st := m.Node.Status(); st.CommitIndex < id.Seqno {
 				t.Fatalf("node %d passed a read barrier at commit %d, before %s", m.ID, st.CommitIndex, id)
 			}
@@ -638,8 +685,9 @@ func TestReadBarrierTimesOut(t *testing.T) {
 }
 
 // TestReadBarrierConcurrent issues many barriers at once on every node,
-// round after round with a write before each: they all return, and each
-// sees the write acknowledged before it was issued.
+// round after round with a write before each: they all pass, and each sees
+// the write acknowledged before it was issued. (A barrier that times out
+// because the primary changed, which message timing can cause, is retried.)
 func TestReadBarrierConcurrent(t *testing.T) {
 	c := New(t, Options{})
 	c.WaitLeader()
@@ -652,7 +700,11 @@ func TestReadBarrierConcurrent(t *testing.T) {
 			node, store, id := m.Node, m.Store, m.ID
 			for range perNode {
 				go func() {
-					if err := node.ReadBarrier(context.Background()); err != nil {
+					err := node.ReadBarrier(context.Background())
+					for errors.Is(err, consensus.ErrReadTimeout) {
+						err = node.ReadBarrier(context.Background())
+					}
+					if err != nil {
 						errs <- fmt.Errorf("node %d: %w", id, err)
 						return
 					}
