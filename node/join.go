@@ -100,10 +100,8 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 		return nil, app.BadRequest("node id: %v", err)
 	}
 	var req joinRequest
-	dec := json.NewDecoder(bytes.NewReader(c.Body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, app.BadRequest("join request body: %v", err)
+	if err := app.DecodeJSON(c.Body, &req); err != nil {
+		return nil, err
 	}
 	if err := checkAddress("node_address", req.NodeAddress); err != nil {
 		return nil, err
@@ -125,7 +123,17 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 		case gov.NodeRetired:
 			return nil, app.Errorf(http.StatusForbidden, "NodeRetired", "node %s was retired from this service; a retired node cannot join again", nodeID)
 		case gov.NodeTrusted:
-			return n.joinAnswer(nodeID, c.Tx.Get)
+			// The head may hold an admission that is not committed yet (its
+			// commit is pending, or a view change will drop it): the secrets
+			// go out only once the committed state trusts the node.
+			committed := n.store.BeginReadOnly()
+			if b, ok := committed.Get(gov.NodesInfo, nodeID); ok {
+				var ci gov.NodeInfo
+				if json.Unmarshal(b, &ci) == nil && ci.Status == gov.NodeTrusted {
+					return n.joinAnswer(nodeID, committed.Get)
+				}
+			}
+			return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
 		}
 	}
 	ni := gov.NodeInfo{NodeID: nodeID, RaftID: raftID, Status: gov.NodePending, Cert: string(cococrypto.EncodeCertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress}
