@@ -77,6 +77,24 @@ func startProc(t testing.TB, logPath string, args ...string) *proc {
 	return p
 }
 
+// startArgv is startProc for a whole command line whose first element is
+// the executable, such as a node's args in sandbox.json.
+func startArgv(t testing.TB, logPath string, argv []string) *proc {
+	t.Helper()
+	tp, err := testproc.Start(argv[0], logPath, argv[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{Proc: tp, t: t, logPath: logPath}
+	t.Cleanup(func() {
+		p.stop(stopTimeout)
+		if t.Failed() {
+			t.Logf("last output of %s (pid %d, %s):\n%s", strings.Join(argv, " "), p.pid(), logPath, tail(logPath, 40))
+		}
+	})
+	return p
+}
+
 func (p *proc) pid() int      { return p.PID() }
 func (p *proc) exited() bool  { return p.Exited() }
 func (p *proc) exitCode() int { return p.ExitCode() }
@@ -485,6 +503,17 @@ func (s *sandboxRun) client(t testing.TB, user int) *client {
 
 func (s *sandboxRun) anon(t testing.TB) *client {
 	return newClient(t, s.info.Nodes[0].RPCAddress, s.info.ServiceCert, clientOpts{})
+}
+
+// nodeClient is a client of node i of the sandbox, as user (or anonymous
+// when user < 0).
+func (s *sandboxRun) nodeClient(t testing.TB, i, user int) *client {
+	o := clientOpts{}
+	if user >= 0 {
+		u := s.info.Users[user]
+		o.id = &identity{cert: u.Cert, key: u.Key}
+	}
+	return newClient(t, s.info.Nodes[i].RPCAddress, s.info.ServiceCert, o)
 }
 
 // pidAlive reports whether pid is a live (not zombie) process.
