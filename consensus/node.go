@@ -413,8 +413,11 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 
-	// A lone voter need not wait an election timeout to lead.
-	if cs := n.state.get(); n.campaign || (len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID) {
+	// A lone voter need not wait an election timeout to lead. A new
+	// service's voter campaigns once its bootstrap configuration entry is
+	// applied (raft refuses to campaign while a configuration change is
+	// pending), a restarted one at once.
+	if cs := n.state.get(); !n.campaign && len(cs.Voters) == 1 && cs.Voters[0] == n.cfg.ID {
 		if err := n.rn.Campaign(); err != nil {
 			return fmt.Errorf("consensus: campaign: %w", err)
 		}
@@ -426,6 +429,13 @@ func (n *Node) Run(ctx context.Context) error {
 		if err := n.processReady(jobs); err != nil {
 			n.log.Error("consensus loop stopped", "err", err)
 			return err
+		}
+		if n.campaign && n.applied >= 1 {
+			n.campaign = false
+			if err := n.rn.Campaign(); err != nil {
+				return fmt.Errorf("consensus: campaign: %w", err)
+			}
+			continue
 		}
 		n.maybeSign()
 		if err := n.processReady(jobs); err != nil {

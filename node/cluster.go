@@ -188,8 +188,11 @@ func (n *Node) reconcile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A learner votes once it holds the log up to its own admission
+		// (the latest configuration entry) and trails the commit index by
+		// little: a voter far behind would stall commits.
 		for _, l := range conf.Learners {
-			if progress[l]+learnerCatchUp >= s.CommitIndex && n.trusted(infos, l) {
+			if m := progress[l]; m >= conf.Index && m+learnerCatchUp >= s.CommitIndex && n.trusted(infos, l) {
 				kind, id, ok = consensus.AddVoter, l, true
 				break
 			}

@@ -152,6 +152,10 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if old, ok := c.Tx.Get(gov.NodesInfo, nodeID); ok && bytes.Equal(old, b) {
+		// A pending joiner asking again: nothing to record.
+		return app.JSON(joinResponse{NodeID: nodeID, Status: ni.Status}), nil
+	}
 	if err := c.Tx.Put(gov.NodesInfo, nodeID, b); err != nil {
 		return nil, err
 	}

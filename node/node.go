@@ -375,6 +375,15 @@ func (n *Node) ServiceCertPath() string { return filepath.Join(n.cfg.DataDir, Se
 
 // Close stops serving, stops consensus and closes the ledger.
 func (n *Node) Close() error {
+	if n.cons != nil && n.cons.Status().IsPrimary {
+		// Hand over first, so the service has a primary again in a round
+		// trip instead of an election timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.cons.TransferLeadership(ctx); err != nil {
+			n.log.Info("primary role not handed over before stopping", "err", err)
+		}
+		cancel()
+	}
 	if n.srv != nil {
 		// A short grace period: requests in flight wait for a commit that
 		// takes milliseconds, and an HTTP/2 connection can hold Shutdown until
