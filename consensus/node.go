@@ -220,6 +220,7 @@ type Node struct {
 	persistedLast atomic.Uint64
 	status        atomic.Pointer[Status]
 	submitCh      chan *proposal
+	batch         []*proposal // reused by Run for each batch of proposals
 	recvCh        chan *pb.Message
 	ctrlCh        chan func()
 	readCh        chan chan error
@@ -489,18 +490,22 @@ func (n *Node) Run(ctx context.Context) error {
 				break
 			}
 		case p := <-n.submitCh:
-			n.propose(p)
-			// Group commit: take everything already queued before the
-			// next Ready, so one fsync covers the batch.
-			for i := 0; i < 2048; i++ {
+			// Group commit: take everything already queued and hand it to
+			// raft as one proposal, so one message per backup and one
+			// fsync carry the whole batch.
+			batch := append(n.batch[:0], p)
+			for len(batch) < maxBatch {
 				select {
 				case p := <-n.submitCh:
-					n.propose(p)
+					batch = append(batch, p)
 					continue
 				default:
 				}
 				break
 			}
+			n.proposeBatch(batch)
+			clear(batch)
+			n.batch = batch[:0]
 		}
 	}
 }
@@ -587,36 +592,78 @@ func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, er
 	}
 }
 
-func (n *Node) propose(p *proposal) {
-	fail := func(err error) { p.done <- result{err: err} }
+// maxBatch bounds the transactions proposed to raft at once.
+const maxBatch = 2048
+
+// proposeBatch validates and orders a batch of transactions. Each is
+// validated against the kv head with the ones before it applied (so a
+// transaction that read what an earlier one writes conflicts), then the
+// batch goes to raft as one proposal.
+func (n *Node) proposeBatch(ps []*proposal) {
+	fail := func(p *proposal, err error) { p.done <- result{err: err} }
+	var err error
 	switch {
 	case n.fatal != nil:
-		fail(n.fatal)
-		return
+		err = n.fatal
 	case !n.isLeader:
-		fail(ErrNotPrimary)
-		return
+		err = ErrNotPrimary
 	case n.applied < n.readyIndex:
-		fail(ErrNotReady)
+		err = ErrNotReady
+	}
+	if err != nil {
+		for _, p := range ps {
+			fail(p, err)
+		}
 		return
 	}
-	if err := n.cfg.Store.Validate(p.tx); err != nil {
-		fail(err)
+	baseIndex, baseVersion := n.lastIndex, n.cfg.Store.Version()
+	ents := make([]*pb.Entry, 0, len(ps))
+	accepted := ps[:0:0]
+	for _, p := range ps {
+		if err := n.cfg.Store.Validate(p.tx); err != nil {
+			fail(p, err)
+			continue
+		}
+		seq := n.lastIndex + 1
+		ws := p.tx.WriteSet()
+		le := &ledger.Entry{Kind: ledger.KindTx, Term: n.term, Index: seq, ClaimsDigest: p.claims}
+		if err := n.fillEntry(le, ws); err != nil {
+			fail(p, err)
+			continue
+		}
+		if err := n.proposeEntryApplied(le, ws); err != nil {
+			fail(p, err)
+			for _, q := range accepted {
+				fail(q, err)
+			}
+			return // fatal: Run stops
+		}
+		ents = append(ents, &pb.Entry{Data: le.Marshal()})
+		accepted = append(accepted, p)
+	}
+	if len(ents) == 0 {
 		return
 	}
-	seq := n.lastIndex + 1
-	ws := p.tx.WriteSet()
-	le := &ledger.Entry{Kind: ledger.KindTx, Term: n.term, Index: seq, ClaimsDigest: p.claims}
-	if err := n.fillEntry(le, ws); err != nil {
-		fail(err)
+	if err := n.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), Entries: ents}); err != nil {
+		// Raft took none of them (it drops proposals while transferring
+		// leadership): forget them, as a step-down would.
+		if rerr := n.cfg.Store.Rollback(baseVersion); rerr != nil {
+			n.fatal = fmt.Errorf("consensus: roll back a dropped proposal: %w", rerr)
+		}
+		for i := baseIndex + 1; i <= n.lastIndex; i++ {
+			delete(n.own, i)
+		}
+		n.lastIndex = baseIndex
+		for _, p := range accepted {
+			fail(p, fmt.Errorf("%w: %v", ErrNotPrimary, err))
+		}
 		return
 	}
-	if err := n.proposeEntry(le, ws); err != nil {
-		fail(err)
-		return
+	for i, p := range accepted {
+		seq := baseIndex + 1 + uint64(i)
+		n.waiters[seq] = append(n.waiters[seq], waiter{term: n.term, done: p.done})
 	}
-	n.waiters[seq] = append(n.waiters[seq], waiter{term: n.term, done: p.done})
-	n.txSinceSig++
+	n.txSinceSig += uint64(len(accepted))
 }
 
 // fillEntry sets an entry's commit evidence digest and serialised write set.
