@@ -1,16 +1,20 @@
 package bench
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cocoledger/coco/sandbox"
 )
@@ -161,4 +165,48 @@ func LoadCertificate(path string) (*x509.Certificate, error) {
 		}
 		return c, nil
 	}
+}
+
+// PrimaryAddress asks the nodes at addrs, in turn, which node is primary
+// and returns its RPC address.
+func PrimaryAddress(ctx context.Context, serviceCert *x509.Certificate, addrs []string) (string, error) {
+	pool := x509.NewCertPool()
+	pool.AddCert(serviceCert)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
+	defer client.CloseIdleConnections()
+	get := func(addr, path string, v any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
+		}
+		return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+	}
+	var errs []error
+	for _, addr := range addrs {
+		var nodes struct {
+			Nodes []struct {
+				Primary    bool   `json:"primary"`
+				RPCAddress string `json:"rpc_address"`
+			} `json:"nodes"`
+		}
+		if err := get(addr, "/node/network/nodes", &nodes); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range nodes.Nodes {
+			if n.Primary {
+				return n.RPCAddress, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s knows no primary", addr))
+	}
+	return "", fmt.Errorf("bench: no primary found: %w", errors.Join(errs...))
 }

@@ -89,8 +89,14 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 				return err
 			}
 			cfg.Targets = sb.RPCAddresses()
-			if !allNodes {
-				cfg.Targets = cfg.Targets[:1]
+			if !allNodes && len(cfg.Targets) > 1 {
+				// The primary: writes sent to a backup would measure
+				// forwarding too.
+				primary, err := bench.PrimaryAddress(cmd.Context(), cfg.ServiceCert, cfg.Targets)
+				if err != nil {
+					return err
+				}
+				cfg.Targets = []string{primary}
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, bench.MarkdownHeader)
@@ -115,7 +121,7 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 	fl := cmd.Flags()
 	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by coco sandbox (or its directory)")
 	fl.StringVar(&user, "user", "user0", "sandbox user whose certificate authenticates the writes")
-	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node instead of the first")
+	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node (backups forward writes) instead of sending them all to the primary")
 	fl.BoolVar(&ceiling, "ceiling", false, "also measure the HTTPS ceiling (trivial in-memory server process) with the same workload")
 	return cmd
 }
