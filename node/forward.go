@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,6 +51,10 @@ func newForwarder(serviceCert *x509.Certificate, nodeCert tls.Certificate) *forw
 				ForceAttemptHTTP2:   true,
 				MaxIdleConnsPerHost: 256,
 				IdleConnTimeout:     time.Minute,
+				// A primary that stops answering (frozen, partitioned) is
+				// noticed by its silence to pings, not only by a write's
+				// timeout.
+				HTTP2: &http.HTTP2Config{SendPingTimeout: time.Second, PingTimeout: time.Second},
 			},
 			// A write waits for its commit; the client's own context (the
 			// incoming request's) bounds it.
@@ -74,7 +79,19 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 		return
 	}
 	url := "https://" + addr + r.URL.RequestURI()
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	// A forward ends with the caller's request, after forwardTimeout, or
+	// as soon as another node becomes primary: the old one may never answer.
+	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+	defer cancel()
+	changed := n.leaderChanged()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
 		writeError(w, app.BadRequest("cannot forward request: %v", err))
 		return
@@ -92,7 +109,7 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 	if err != nil {
 		n.metrics.forwardErrors.Inc()
 		n.log.Debug("forward to primary failed", "primary", addr, "err", err)
-		writeError(w, app.Errorf(http.StatusServiceUnavailable, "ForwardingFailed", "could not reach the primary at %s; retry", addr))
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, "ForwardingFailed", "no answer from the primary at %s (%s); if it received the request, the write may still commit: check before retrying writes that are not idempotent", addr, forwardFailure(r.Context(), ctx, changed)))
 		return
 	}
 	defer resp.Body.Close()
@@ -106,6 +123,50 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, 64<<20))
+}
+
+// forwardTimeout bounds a forwarded request: writes commit in
+// milliseconds, so this only ends forwards to a primary that hangs.
+const forwardTimeout = 10 * time.Second
+
+func forwardFailure(caller, fwd context.Context, changed <-chan struct{}) string {
+	select {
+	case <-changed:
+		return "the primary changed"
+	default:
+	}
+	switch {
+	case caller.Err() != nil:
+		return "the request was cancelled"
+	case fwd.Err() != nil:
+		return "timed out"
+	}
+	return "connection failed"
+}
+
+// leaderChanged returns a channel closed when the primary known to this node
+// next changes.
+func (n *Node) leaderChanged() <-chan struct{} {
+	return *n.leaderCh.Load()
+}
+
+// watchLeader closes the leaderChanged channel whenever the primary changes.
+func (n *Node) watchLeader(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	last := n.cons.Status().Leader
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l := n.cons.Status().Leader; l != last {
+			last = l
+			ch := make(chan struct{})
+			close(*n.leaderCh.Swap(&ch))
+		}
+	}
 }
 
 // primaryRPCAddress is the primary's HTTPS address from the committed nodes

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -94,6 +95,7 @@ type Node struct {
 	joinPeers    []joinPeer // peers named by the join target, until the ledger names them
 	members      atomic.Pointer[members]
 	membershipCh chan struct{}
+	leaderCh     atomic.Pointer[chan struct{}] // closed when the primary changes
 	watchDone    chan struct{}
 
 	cancel   context.CancelFunc
@@ -230,10 +232,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.joinPeers = n.fetchPeers(ctx)
 	}
 	n.refreshMembers()
+	leaderCh := make(chan struct{})
+	n.leaderCh.Store(&leaderCh)
 	n.watchDone = make(chan struct{})
 	go func() {
 		defer close(n.watchDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { n.watchLeader(runCtx) })
 		n.watchMembership(runCtx)
+		wg.Wait()
 	}()
 
 	// A new service, or one this node runs alone, is writable as soon as
