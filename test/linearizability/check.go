@@ -1,11 +1,13 @@
 package linearizability
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -19,6 +21,10 @@ type Verdict struct {
 	IllegalIDs []uint64
 	// Visualization is the HTML file written for an Illegal history.
 	Visualization string
+	// Excerpt is, for an Illegal history, a text rendering of the
+	// operations around the first one that cannot be linearized, for the
+	// first few illegal ids (see [Excerpt]).
+	Excerpt string
 }
 
 // Check runs porcupine on ops with [Model]. A timeout of 0 means none; past
@@ -68,6 +74,7 @@ func Check(ops []porcupine.Operation, timeout time.Duration, vizPath string) (Ve
 		return v, nil
 	}
 	slices.Sort(v.IllegalIDs)
+	v.Excerpt = Excerpt(illegal, 3)
 	_, info := porcupine.CheckOperationsVerbose(m, illegal, 0)
 	if err := os.MkdirAll(filepath.Dir(vizPath), 0o755); err != nil {
 		return v, err
@@ -77,4 +84,76 @@ func Check(ops []porcupine.Operation, timeout time.Duration, vizPath string) (Ve
 	}
 	v.Visualization = vizPath
 	return v, nil
+}
+
+// How many operations [Excerpt] shows before and after the one that cannot
+// be linearized, in order of call.
+const excerptBefore, excerptAfter = 24, 8
+
+// Excerpt renders, for at most maxIDs of the ids whose history in ops is
+// not linearizable, the operation that cannot be linearized (marked "*":
+// of those outside porcupine's longest partial linearization, the one that
+// returned first) and the operations called around it ("L": in that
+// partial linearization), in order of call. Times are seconds since the
+// recording started; "∞" is an unknown outcome.
+func Excerpt(ops []porcupine.Operation, maxIDs int) string {
+	m := Model()
+	var b strings.Builder
+	for _, part := range m.Partition(ops) {
+		if maxIDs <= 0 {
+			break
+		}
+		res, info := porcupine.CheckOperationsVerbose(m, part, 0)
+		if res != porcupine.Illegal {
+			continue
+		}
+		maxIDs--
+		var best []int
+		for _, p := range info.PartialLinearizations() {
+			for _, l := range p {
+				if len(l) > len(best) {
+					best = l
+				}
+			}
+		}
+		in := make(map[int]bool, len(best))
+		for _, i := range best {
+			in[i] = true
+		}
+		stuck := -1
+		for i, op := range part {
+			if !in[i] && (stuck < 0 || op.Return < part[stuck].Return) {
+				stuck = i
+			}
+		}
+		if stuck < 0 {
+			continue
+		}
+		s := part[stuck]
+		fmt.Fprintf(&b, "id %d: %d operations, %d linearized; cannot linearize %s\n",
+			s.Input.(Input).ID, len(part), len(best), describe(s.Input.(Input), s.Output.(Output)))
+		// The operations called around it, in order of call.
+		order := make([]int, len(part))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(part[i].Call, part[j].Call) })
+		at := slices.Index(order, stuck)
+		for _, i := range order[max(0, at-excerptBefore):min(len(order), at+excerptAfter+1)] {
+			op := part[i]
+			mark := " "
+			switch {
+			case i == stuck:
+				mark = "*"
+			case in[i]:
+				mark = "L"
+			}
+			ret := "∞"
+			if op.Return != EndOfTime {
+				ret = fmt.Sprintf("%.4f", float64(op.Return)/1e9)
+			}
+			fmt.Fprintf(&b, "  %s client %-4d %.4f-%-7s %s\n", mark, op.ClientId, float64(op.Call)/1e9, ret, describe(op.Input.(Input), op.Output.(Output)))
+		}
+	}
+	return b.String()
 }

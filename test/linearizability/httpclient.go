@@ -23,6 +23,11 @@ import (
 type HTTPClient struct {
 	base string
 	hc   *http.Client
+	// ReadConsistency, if set, is sent as x-coco-read-consistency on Gets.
+	// Leave it empty (linearizable reads) for a history that is checked:
+	// "local" reads may be stale on a backup, so they only serve to show
+	// that the check catches stale reads.
+	ReadConsistency string
 }
 
 var _ Client = (*HTTPClient)(nil)
@@ -49,12 +54,22 @@ func NewHTTPClient(addr string, serviceCertPEM []byte, user tls.Certificate, tim
 // Close releases idle connections.
 func (c *HTTPClient) Close() { c.hc.CloseIdleConnections() }
 
+// APIViolation prefixes the [Output.Detail] of a 200 whose body is not
+// what docs/api.md promises (empty, cut short). Such an answer is a coco
+// bug, but not one that makes the history meaningless: the operation is
+// recorded as Indeterminate, so the check goes on, and the test fails on
+// the count of these details (see [Stats.Details]).
+const APIViolation = "API violation: "
+
 // Do implements [Client]. The mapping of answers to outcomes follows
-// docs/api.md: only a 200 is a success; a Put is Failed only for the errors
+// docs/api.md: only a 200 with the documented body is a success; a Put is Failed only for the errors
 // raised before a transaction is ordered (TransactionConflict, NotPrimary)
 // or that say it will not commit (TransactionInvalidated); every other
 // 5xx, and any transport error after the connection was made, leaves it
-// Indeterminate.
+// Indeterminate. On a backup, a write is forwarded to the primary and its
+// answer relayed: a NotPrimary from either node is still raised before
+// ordering, and ForwardingFailed (the primary may have received the write
+// before the exchange broke) is an other 5xx, so Indeterminate.
 func (c *HTTPClient) Do(ctx context.Context, in Input) (Output, error) {
 	var req *http.Request
 	var err error
@@ -67,6 +82,9 @@ func (c *HTTPClient) Do(ctx context.Context, in Input) (Output, error) {
 		}
 	case Get:
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/app/log/public?id="+strconv.FormatUint(in.ID, 10), nil)
+		if err == nil && c.ReadConsistency != "" {
+			req.Header.Set("x-coco-read-consistency", c.ReadConsistency)
+		}
 	default:
 		return Output{}, fmt.Errorf("linearizability: operation kind %v", in.Kind)
 	}
@@ -88,7 +106,11 @@ func (c *HTTPClient) Do(ctx context.Context, in Input) (Output, error) {
 	switch {
 	case in.Kind == Put && resp.StatusCode == http.StatusOK:
 		if string(bytes.TrimSpace(body)) != "true" {
-			return Output{}, fmt.Errorf("%w: 200 %q, want true", ErrUnexpected, body)
+			// The status says committed, but an incomplete body is
+			// what a relay that lost the primary's answer half-way
+			// through looks like: coco breaks its API, and the write's
+			// fate is unknown.
+			return Output{Outcome: Indeterminate, Detail: fmt.Sprintf("%s200 %q, want true", APIViolation, body)}, nil
 		}
 		return Output{Outcome: OK}, nil
 	case in.Kind == Put && (resp.StatusCode == http.StatusConflict ||
@@ -99,7 +121,7 @@ func (c *HTTPClient) Do(ctx context.Context, in Input) (Output, error) {
 			Msg *string `json:"msg"`
 		}
 		if err := json.Unmarshal(body, &m); err != nil || m.Msg == nil {
-			return Output{}, fmt.Errorf("%w: 200 %q, want {\"msg\":...}", ErrUnexpected, body)
+			return Output{Outcome: Indeterminate, Detail: fmt.Sprintf("%s200 %q, want {\"msg\":...}", APIViolation, body)}, nil
 		}
 		return Output{Outcome: Found, Value: *m.Msg}, nil
 	case in.Kind == Get && resp.StatusCode == http.StatusNotFound && code == "ResourceNotFound":

@@ -21,7 +21,10 @@ import (
 var (
 	long   = flag.Bool("long", false, "run the long linearizability tests (minutes)")
 	vizDir = flag.String("viz-dir", "", "write porcupine's HTML visualization of a violation here (default: a new directory under $TMPDIR, kept)")
-	seed   = flag.Uint64("seed", 0, "seed of the clients' choice of operations (0: random, logged)")
+	seed   = flag.Uint64("seed", 0, "seed of the clients' choice of operations, nodes and faults (0: random, logged)")
+	// readConsistency exists to show that the check catches stale reads
+	// (-read-consistency local, which may fail); the suite never sets it.
+	readConsistency = flag.String("read-consistency", "", "send x-coco-read-consistency with every read (\"local\": possibly stale on a backup)")
 )
 
 // cocoBin is the coco executable built by TestMain.
@@ -117,16 +120,24 @@ func (n *node) Restart(ctx context.Context) error {
 // waitReady polls GET /node/ready/app until 204. The service certificate
 // only exists once the first start has created the service.
 func (n *node) waitReady(ctx context.Context, done <-chan struct{}) error {
+	return waitAppReady(ctx, n.addr, filepath.Join(n.dataDir, "service_cert.pem"), n.logPath, done)
+}
+
+// waitAppReady polls GET https://addr/node/ready/app, trusting the service
+// certificate in certPath (read anew each time, as it may not exist yet),
+// until it answers 204. It fails at once when done is closed: the process
+// that was to serve on addr exited (its output is in logPath).
+func waitAppReady(ctx context.Context, addr, certPath, logPath string, done <-chan struct{}) error {
 	var last string
 	for {
 		select {
 		case <-done:
-			return fmt.Errorf("coco node exited while starting:\n%s", testproc.Tail(n.logPath, 40))
+			return fmt.Errorf("coco node exited while starting:\n%s", testproc.Tail(logPath, 40))
 		case <-ctx.Done():
-			return fmt.Errorf("node not ready (%s): %w", last, ctx.Err())
+			return fmt.Errorf("node %s not ready (%s): %w", addr, last, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
-		pemBytes, err := os.ReadFile(filepath.Join(n.dataDir, "service_cert.pem"))
+		pemBytes, err := os.ReadFile(certPath)
 		if err != nil {
 			last = err.Error()
 			continue
@@ -137,7 +148,7 @@ func (n *node) waitReady(ctx context.Context, done <-chan struct{}) error {
 			Timeout:   time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, DisableKeepAlives: true},
 		}
-		resp, err := hc.Get("https://" + n.addr + "/node/ready/app")
+		resp, err := hc.Get("https://" + addr + "/node/ready/app")
 		if err != nil {
 			last = err.Error()
 			continue

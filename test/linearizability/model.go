@@ -75,6 +75,10 @@ type Output struct {
 	// Detail says why a Put failed or is indeterminate ("503 NotPrimary",
 	// "connection reset"); it only feeds the visualization.
 	Detail string
+	// Node names the node the operation was sent to ("n1"), when the
+	// client spreads operations over several ([Spread]); it only feeds the
+	// visualization.
+	Node string
 }
 
 // register is the state of one log id. It is comparable, so porcupine's
@@ -143,6 +147,14 @@ func Model() porcupine.Model {
 }
 
 func describe(in Input, out Output) string {
+	s := describeOutcome(in, out)
+	if out.Node != "" {
+		s += " @" + out.Node
+	}
+	return s
+}
+
+func describeOutcome(in Input, out Output) string {
 	s := in.String()
 	switch in.Kind {
 	case Put:

@@ -15,7 +15,8 @@ type Client interface {
 	// Do performs in once and reports what was learnt. It never retries an
 	// operation whose outcome is uncertain: a retry is a new operation with
 	// a value of its own. It returns an error only for an answer the API
-	// rules out (a harness or coco bug), never for a node being down.
+	// rules out and that leaves the history meaningless (a harness or coco
+	// bug), never for a node being down.
 	Do(ctx context.Context, in Input) (Output, error)
 }
 
@@ -122,8 +123,10 @@ func Run(ctx context.Context, w Workload) (*Recorder, error) {
 	}
 	close(stop)
 	wg.Wait()
-	if err == nil {
-		err = context.Cause(ctx)
+	// A client's error cancels ctx, which also ends a fault in progress:
+	// report the cause, not the cancellation it led to.
+	if cause := context.Cause(ctx); cause != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cause
 	}
 	if err != nil {
 		return rec, err

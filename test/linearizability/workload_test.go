@@ -2,9 +2,11 @@ package linearizability
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,5 +144,81 @@ func TestRunStaleReads(t *testing.T) {
 	if fi, err := os.Stat(v.Visualization); err != nil || fi.Size() == 0 {
 		t.Fatalf("no visualization at %q: %v", v.Visualization, err)
 	}
-	t.Logf("illegal ids %v, visualization %s", v.IllegalIDs, v.Visualization)
+	if !strings.Contains(v.Excerpt, "cannot linearize") || !strings.Contains(v.Excerpt, "  * ") {
+		t.Fatalf("excerpt does not point at the operation:\n%s", v.Excerpt)
+	}
+	t.Logf("illegal ids %v, visualization %s\n%s", v.IllegalIDs, v.Visualization, v.Excerpt)
+}
+
+// TestSpread: a Spread sends operations to all of its nodes, at random,
+// names the node in the output, and names it in errors too.
+func TestSpread(t *testing.T) {
+	t.Parallel()
+	s := newMemService(false)
+	rng := rand.New(rand.NewPCG(1, 1))
+	nodes := []Client{&memClient{s: s, rng: rng}, &memClient{s: s, rng: rng}, failingClient{}}
+	sp := NewSpread(nodes, 7)
+	seen := map[string]int{}
+	for i := range 300 {
+		out, err := sp.Do(t.Context(), Input{Kind: Put, ID: 1, Value: fmt.Sprintf("v%d", i)})
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "n2: ") {
+				t.Fatalf("error %q does not name node n2", err)
+			}
+			seen["n2"]++
+			continue
+		}
+		seen[out.Node]++
+	}
+	if len(seen) != 3 || seen["n0"] < 50 || seen["n1"] < 50 || seen["n2"] < 50 {
+		t.Fatalf("operations per node %v, want about 100 each on n0, n1, n2", seen)
+	}
+	if d := describe(put(1, "a"), Output{Outcome: OK, Node: "n1"}); d != `put(1, "a") -> ok @n1` {
+		t.Fatalf("describe = %q", d)
+	}
+}
+
+type failingClient struct{}
+
+func (failingClient) Do(context.Context, Input) (Output, error) {
+	return Output{}, ErrUnexpected
+}
+
+// recordingNode is a Restartable that counts what was done to it.
+type recordingNode struct{ kills, restarts int }
+
+func (n *recordingNode) Kill() error                   { n.kills++; return nil }
+func (n *recordingNode) Restart(context.Context) error { n.restarts++; return nil }
+
+// TestKillRestartPick: Pick chooses the victim of each round (round-robin
+// without it), and the node is back before Fault returns.
+func TestKillRestartPick(t *testing.T) {
+	t.Parallel()
+	nodes := []*recordingNode{{}, {}, {}}
+	rs := []Restartable{nodes[0], nodes[1], nodes[2]}
+	k := &KillRestart{
+		Nodes: rs, Down: time.Millisecond, MaxDown: 3 * time.Millisecond, Seed: 1,
+		Pick: func(_ context.Context, round int) (int, string, error) { return 2 - round%2, "test", nil },
+	}
+	for round := range 4 {
+		if err := k.Fault(t.Context(), round); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nodes[0].kills != 0 || nodes[1].kills != 2 || nodes[2].kills != 2 {
+		t.Fatalf("kills %d %d %d, want 0 2 2", nodes[0].kills, nodes[1].kills, nodes[2].kills)
+	}
+	for i, n := range nodes {
+		if n.kills != n.restarts {
+			t.Fatalf("node %d: %d kills, %d restarts", i, n.kills, n.restarts)
+		}
+	}
+	k.Pick = func(context.Context, int) (int, string, error) { return 3, "", nil }
+	if err := k.Fault(t.Context(), 0); err == nil {
+		t.Fatal("Fault accepted a pick out of range")
+	}
+	k.Pick = nil
+	if err := k.Fault(t.Context(), 0); err != nil || nodes[0].kills != 1 {
+		t.Fatalf("round-robin round 0: err %v, node 0 killed %d times", err, nodes[0].kills)
+	}
 }
