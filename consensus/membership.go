@@ -1,7 +1,10 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -226,6 +229,7 @@ var ErrReadTimeout = errors.New("consensus: the primary did not confirm the read
 
 // readBarriers tracks the read barriers in flight (loop-owned).
 type readBarriers struct {
+	nonce    [16]byte // random per process: request contexts are nonce || seq
 	seq      uint64
 	inflight map[uint64]*readBatch // request context -> batch, waiting for raft's ReadState
 	ready    []*readBatch          // index known, waiting until it is applied
@@ -277,26 +281,34 @@ func (n *Node) issueReads(reqs []chan error) {
 	}
 	if n.reads.inflight == nil {
 		n.reads.inflight = make(map[uint64]*readBatch)
+		// Request contexts must be unique across nodes and across this
+		// node's restarts: the primary keeps pending reads by context, and
+		// an answer meant for this node's previous life (still queued in a
+		// peer's transport) must not release a read of this one.
+		if _, err := rand.Read(n.reads.nonce[:]); err != nil {
+			for _, r := range reqs {
+				r <- fmt.Errorf("consensus: read barrier nonce: %w", err)
+			}
+			n.reads.inflight = nil
+			return
+		}
 	}
 	n.reads.seq++
-	var rctx [8]byte
-	for i := range rctx {
-		rctx[i] = byte(n.reads.seq >> (8 * i))
-	}
+	rctx := make([]byte, 0, len(n.reads.nonce)+8)
+	rctx = append(rctx, n.reads.nonce[:]...)
+	rctx = binary.BigEndian.AppendUint64(rctx, n.reads.seq)
 	n.reads.inflight[n.reads.seq] = &readBatch{reqs: reqs}
-	n.rn.ReadIndex(rctx[:])
+	n.rn.ReadIndex(rctx)
 }
 
 // readStates records the read indexes raft confirmed.
 func (n *Node) readStates(states []raftReadState) {
 	for _, rs := range states {
-		if len(rs.ctx) != 8 {
-			continue
+		nonce := n.reads.nonce[:]
+		if len(rs.ctx) != len(nonce)+8 || !bytes.Equal(rs.ctx[:len(nonce)], nonce) {
+			continue // not ours (another life of this node)
 		}
-		var seq uint64
-		for i := range 8 {
-			seq |= uint64(rs.ctx[i]) << (8 * i)
-		}
+		seq := binary.BigEndian.Uint64(rs.ctx[len(nonce):])
 		b, ok := n.reads.inflight[seq]
 		if !ok {
 			continue // timed out already

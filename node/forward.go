@@ -113,6 +113,14 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 		return
 	}
 	defer resp.Body.Close()
+	// The whole answer first: a status sent before a body that never
+	// arrives would tell the client something the primary did not say.
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedResponse))
+	if err != nil {
+		n.metrics.forwardErrors.Inc()
+		writeError(w, app.Errorf(http.StatusServiceUnavailable, "ForwardingFailed", "the answer from the primary at %s was cut off (%s); if it received the request, the write may still commit: check before retrying writes that are not idempotent", addr, forwardFailure(r.Context(), ctx, changed)))
+		return
+	}
 	n.metrics.forwarded.Inc()
 	for k, vs := range resp.Header {
 		switch http.CanonicalHeaderKey(k) {
@@ -122,8 +130,11 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, io.LimitReader(resp.Body, 64<<20))
+	_, _ = w.Write(respBody)
 }
+
+// maxForwardedResponse bounds an answer relayed from the primary.
+const maxForwardedResponse = 64 << 20
 
 // forwardTimeout bounds a forwarded request: writes commit in
 // milliseconds, so this only ends forwards to a primary that hangs.
