@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -174,21 +173,6 @@ func PrimaryAddress(ctx context.Context, serviceCert *x509.Certificate, addrs []
 	pool.AddCert(serviceCert)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
 	defer client.CloseIdleConnections()
-	get := func(addr, path string, v any) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
-		}
-		return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
-	}
 	var errs []error
 	for _, addr := range addrs {
 		var nodes struct {
@@ -197,7 +181,7 @@ func PrimaryAddress(ctx context.Context, serviceCert *x509.Certificate, addrs []
 				RPCAddress string `json:"rpc_address"`
 			} `json:"nodes"`
 		}
-		if err := get(addr, "/node/network/nodes", &nodes); err != nil {
+		if err := sandbox.GetJSON(ctx, client, addr, "/node/network/nodes", &nodes); err != nil {
 			errs = append(errs, err)
 			continue
 		}

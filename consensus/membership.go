@@ -110,13 +110,8 @@ func (n *Node) ProposeConfChange(ctx context.Context, kind ChangeKind, id uint64
 	var seq uint64
 	var err error
 	if derr := n.do(ctx, func() {
-		switch {
-		case n.fatal != nil:
-			err = n.fatal
-		case !n.isLeader:
-			err = ErrNotPrimary
-		case n.applied < n.readyIndex:
-			err = ErrNotReady
+		switch err = n.cannotOrder(); {
+		case err != nil:
 		case n.applied < n.pendingConf:
 			err = ErrConfChangePending
 		case kind != AddVoter && slices.Equal(n.state.get().Voters, []uint64{id}):

@@ -592,6 +592,19 @@ func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, er
 	}
 }
 
+// cannotOrder says why this node cannot order entries now, or nil.
+func (n *Node) cannotOrder() error {
+	switch {
+	case n.fatal != nil:
+		return n.fatal
+	case !n.isLeader:
+		return ErrNotPrimary
+	case n.applied < n.readyIndex:
+		return ErrNotReady
+	}
+	return nil
+}
+
 // maxBatch bounds the transactions proposed to raft at once.
 const maxBatch = 2048
 
@@ -601,16 +614,7 @@ const maxBatch = 2048
 // batch goes to raft as one proposal.
 func (n *Node) proposeBatch(ps []*proposal) {
 	fail := func(p *proposal, err error) { p.done <- result{err: err} }
-	var err error
-	switch {
-	case n.fatal != nil:
-		err = n.fatal
-	case !n.isLeader:
-		err = ErrNotPrimary
-	case n.applied < n.readyIndex:
-		err = ErrNotReady
-	}
-	if err != nil {
+	if err := n.cannotOrder(); err != nil {
 		for _, p := range ps {
 			fail(p, err)
 		}

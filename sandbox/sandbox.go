@@ -429,6 +429,27 @@ func waitOpen(ctx context.Context, info *Info, procs []*nodeProc, count int) err
 	}
 }
 
+// GetJSON GETs https://addr/path with client and decodes the answer into v
+// (nil: the body is ignored). Any status but 200 or 204 is an error.
+func GetJSON(ctx context.Context, client *http.Client, addr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v)
+}
+
 func checkOpen(ctx context.Context, info *Info, count int) error {
 	pem, err := os.ReadFile(info.ServiceCert)
 	if err != nil {
@@ -440,24 +461,7 @@ func checkOpen(ctx context.Context, info *Info, count int) error {
 	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
 	defer client.CloseIdleConnections()
-	get := func(addr, path string, v any) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
-		}
-		if v == nil {
-			return nil
-		}
-		return json.NewDecoder(resp.Body).Decode(v)
-	}
+	get := func(addr, path string, v any) error { return GetJSON(ctx, client, addr, path, v) }
 	for _, n := range info.Nodes[:count] {
 		var nodes struct {
 			Nodes []struct {
