@@ -333,7 +333,9 @@ func (n *Node) releaseReads() {
 }
 
 // expireReads fails the barriers raft has not confirmed within two election
-// timeouts (the request or its answer was lost, or the primary changed).
+// timeouts (the request or its answer was lost, or the primary changed),
+// and those confirmed but still not applied after ten (this node cannot
+// catch up): their callers have given up by then.
 func (n *Node) expireReads() {
 	for seq, b := range n.reads.inflight {
 		b.age++
@@ -344,6 +346,20 @@ func (n *Node) expireReads() {
 			delete(n.reads.inflight, seq)
 		}
 	}
+	k := 0
+	for _, b := range n.reads.ready {
+		b.age++
+		if b.age > 10*n.cfg.ElectionTicks {
+			for _, r := range b.reqs {
+				r <- ErrReadTimeout
+			}
+			continue
+		}
+		n.reads.ready[k] = b
+		k++
+	}
+	clear(n.reads.ready[k:])
+	n.reads.ready = n.reads.ready[:k]
 }
 
 func (n *Node) failReads(err error) {

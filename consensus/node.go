@@ -289,6 +289,21 @@ func New(cfg Config) (*Node, error) {
 			bootstrap = []uint64{cfg.ID}
 		}
 	}
+	// Bootstrap entries made durable before the state that records them (a
+	// crash in between, or a joining node that received them): raft's
+	// Bootstrap commits them by construction, at term 1.
+	if st.Term == 0 && st.Commit == 0 && len(st.Voters) == 0 && len(st.Learners) == 0 && cfg.Ledger.LastIndex() > 0 {
+		k, err := bootstrapPrefix(cfg.Ledger)
+		if err != nil {
+			return nil, err
+		}
+		if k > 0 {
+			st.Term, st.Commit = 1, k
+			if err := writeState(statePath, st); err != nil {
+				return nil, err
+			}
+		}
+	}
 	n.state = &stateStore{path: statePath, st: *st, savedCommit: st.Commit}
 
 	// Everything known committed is replayed into the kv store; raft hands us
@@ -358,6 +373,24 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.publishStatus()
 	return n, nil
+}
+
+// bootstrapPrefix counts the configuration entries of view 1 that open the
+// ledger: the ones raft's Bootstrap writes (no primary ever orders entries
+// in view 1).
+func bootstrapPrefix(led *ledger.Ledger) (uint64, error) {
+	var k uint64
+	for i := uint64(1); i <= led.LastIndex(); i++ {
+		le, err := led.Entry(i)
+		if err != nil {
+			return 0, fmt.Errorf("consensus: read ledger entry %d: %w", i, err)
+		}
+		if le.Term != 1 || le.Kind != ledger.KindInternal || pb.EntryType(le.RaftType) != pb.EntryConfChange {
+			break
+		}
+		k = i
+	}
+	return k, nil
 }
 
 // replay rebuilds the Merkle tree from every ledger entry and the kv store
@@ -901,6 +934,9 @@ func (n *Node) becomePrimary() {
 // from the log like any other committed entry.
 func (n *Node) stepDown() {
 	n.isLeader = false
+	// A configuration entry this node proposed may be truncated by the next
+	// primary; raft's own pending-change guard starts afresh in each view.
+	n.pendingConf = 0
 	if err := n.cfg.Store.Rollback(n.cfg.Store.CommittedVersion()); err != nil {
 		n.log.Error("rollback kv", "err", err)
 	}

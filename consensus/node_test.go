@@ -16,6 +16,8 @@ import (
 	"github.com/cocoledger/coco/kv"
 	"github.com/cocoledger/coco/ledger"
 	"github.com/cocoledger/coco/receipt"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // fixture is a single-node service in a temp dir whose secrets survive
@@ -341,5 +343,46 @@ func TestMissingCommittedEntriesIsAnError(t *testing.T) {
 	_, err = New(cfg)
 	if err == nil || !strings.Contains(err.Error(), "committed entries are missing") {
 		t.Fatalf("New with an emptied ledger: %v", err)
+	}
+}
+
+// TestBootstrapEntryDurableStateNot restarts a new service that crashed
+// after its bootstrap configuration entry was fsynced but before the raft
+// state recording it was saved: the entry is committed by construction, so
+// the node must recover its configuration and lead.
+func TestBootstrapEntryDurableStateNot(t *testing.T) {
+	f := newFixture(t)
+	f.stop(t)
+	for _, p := range []string{f.cfgBase.LedgerDir, filepath.Join(f.dir, stateFile)} {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	led, err := ledger.Open(ledger.Options{Dir: f.cfgBase.LedgerDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := proto.Marshal(&pb.ConfChange{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(f.cfgBase.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := led.Append(&ledger.Entry{Kind: ledger.KindInternal, RaftType: uint8(pb.EntryConfChange), Term: 1, Index: 1, Public: cc}); err != nil {
+		t.Fatal(err)
+	}
+	if err := led.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := led.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, stateFile), []byte(`{"term":0,"vote":0,"commit":0,"voters":null}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t) // fails unless the node leads again
+	if m := f.node.Membership(); len(m.Voters) != 1 || m.Voters[0] != f.cfgBase.ID || m.Index != 1 {
+		t.Fatalf("membership after recovery: %+v", m)
+	}
+	if id := f.put(t, "records", "k", "v"); id.Seqno < 3 {
+		t.Fatalf("write after recovery at %s", id)
 	}
 }

@@ -75,7 +75,9 @@ type stateStore struct {
 func (s *stateStore) get() persistentState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.st
+	st := s.st
+	st.Voters, st.Learners = slices.Clone(st.Voters), slices.Clone(st.Learners)
+	return st
 }
 
 // setHard records a HardState; a new term or vote is saved before it

@@ -85,10 +85,16 @@ func (n *Node) signalMembership() {
 func (n *Node) watchMembership(ctx context.Context) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
+	lastErr := ""
 	for {
 		n.refreshMembers()
-		if err := n.reconcile(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			n.log.Debug("reconcile configuration", "err", err)
+		err := n.reconcile(ctx)
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled) && err.Error() != lastErr:
+			n.log.Warn("cannot bring the configuration in line with the trusted nodes", "err", err)
+			lastErr = err.Error()
+		case err == nil:
+			lastErr = ""
 		}
 		select {
 		case <-ctx.Done():
@@ -120,7 +126,11 @@ func (n *Node) refreshMembers() {
 		case gov.NodeTrusted:
 			next.ids[ni.RaftID] = true
 		case gov.NodeRetired:
-			next.ids[ni.RaftID] = false
+			// Cut off only once it has left the configuration: raft commits
+			// its removal under the configuration that still counts it.
+			if !conf.Contains(ni.RaftID) {
+				next.ids[ni.RaftID] = false
+			}
 		}
 		if ni.NodeAddress != "" {
 			next.addrs[ni.RaftID] = ni.NodeAddress
@@ -201,14 +211,10 @@ func (n *Node) reconcile(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	seq, err := n.cons.ProposeConfChange(ctx, kind, id)
-	if err != nil {
-		if errors.Is(err, consensus.ErrConfChangePending) {
-			return nil
-		}
+	// ProposeConfChange logs the change it proposes.
+	if _, err := n.cons.ProposeConfChange(ctx, kind, id); err != nil && !errors.Is(err, consensus.ErrConfChangePending) {
 		return fmt.Errorf("node: %s %d: %w", kind, id, err)
 	}
-	n.log.Info("configuration change proposed", "change", kind.String(), "raft_id", id, "seqno", seq)
 	return nil
 }
 

@@ -73,6 +73,8 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 		writeError(w, app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "this node is no longer the primary; retry"))
 		return
 	}
+	// Watch for a new primary from before choosing the one to forward to.
+	changed := n.leaderChanged()
 	addr := n.primaryRPCAddress()
 	if addr == "" {
 		writeError(w, app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "no primary is known at the moment (election in progress); retry"))
@@ -83,7 +85,6 @@ func (n *Node) forward(w http.ResponseWriter, r *http.Request, body []byte, call
 	// as soon as another node becomes primary: the old one may never answer.
 	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
 	defer cancel()
-	changed := n.leaderChanged()
 	go func() {
 		select {
 		case <-changed:

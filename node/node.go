@@ -410,6 +410,9 @@ func (n *Node) Close() error {
 	if n.watchDone != nil {
 		<-n.watchDone
 	}
+	if n.fwd != nil {
+		n.fwd.client.CloseIdleConnections()
+	}
 	if n.tr != nil {
 		_ = n.tr.Close()
 	}
