@@ -929,3 +929,29 @@ func TestJoinSecretsOnlyWhenCommitted(t *testing.T) {
 		t.Fatalf("asking again: status %v; want Pending until committed", got["status"])
 	}
 }
+
+// TestJoinLimits: a service records at most maxPendingNodes joiners waiting
+// to be trusted, and automatic trust is refused off loopback.
+func TestJoinLimits(t *testing.T) {
+	c := newCluster(t, 1, func(_ int, cfg *Config) { cfg.AutoTrustJoiners = false })
+	first := c.nodes[0]
+	for i := range maxPendingNodes + 1 {
+		cl, _ := c.nodeKeyClient(t, nil)
+		code, _, body, err := call(cl, first.n.Addr(), "POST", "/node/join", joinBody(fmt.Sprintf("127.0.0.1:%d", 2000+i), "127.0.0.1:1"))
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case i < maxPendingNodes && code != http.StatusOK:
+			t.Fatalf("joiner %d: %d %s", i, code, body)
+		case i == maxPendingNodes && (code != http.StatusTooManyRequests || errorCode(body) != "TooManyPendingNodes"):
+			t.Fatalf("joiner %d beyond the limit: %d %s", i, code, body)
+		}
+	}
+
+	cfg := clusterConfig(t)
+	cfg.RPCAddress = "0.0.0.0:0"
+	cfg.AutoTrustJoiners = true
+	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "refusing to trust joining nodes") {
+		t.Fatalf("auto-trust on 0.0.0.0: %v", err)
+	}
+}

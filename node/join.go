@@ -36,6 +36,9 @@ type JoinConfig struct {
 	RetryInterval time.Duration
 }
 
+// maxPendingNodes bounds the nodes waiting to be trusted.
+const maxPendingNodes = 32
+
 // joinRequest is the body of POST /node/join. The caller's identity is the
 // TLS client certificate it presents (self-signed with its node key).
 type joinRequest struct {
@@ -134,6 +137,19 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 				}
 			}
 			return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
+		}
+	}
+	if existing == nil {
+		pending := 0
+		for _, ni := range n.nodes(c.Tx) {
+			if ni.Status == gov.NodePending {
+				pending++
+			}
+		}
+		// Anyone who can reach the port can ask to join: bound what they
+		// can make the service record.
+		if pending >= maxPendingNodes {
+			return nil, app.Errorf(http.StatusTooManyRequests, "TooManyPendingNodes", "%d nodes are already waiting to be trusted; try again once they are trusted or removed", pending)
 		}
 	}
 	ni := gov.NodeInfo{NodeID: nodeID, RaftID: raftID, Status: gov.NodePending, Cert: string(cococrypto.EncodeCertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress}

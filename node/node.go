@@ -112,6 +112,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
+	if cfg.AutoTrustJoiners && !loopback(cfg.RPCAddress) {
+		return nil, fmt.Errorf("node: refusing to trust joining nodes automatically on %s: it hands the service's secrets to anyone who can reach that address; it is for development on 127.0.0.1 until governance trusts nodes", cfg.RPCAddress)
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
@@ -425,6 +428,19 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("node stopped")
 	return err
+}
+
+// loopback reports whether addr's host is a loopback address or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // lockDataDir takes an exclusive lock on the data directory for the life of
