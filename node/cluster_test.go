@@ -955,3 +955,32 @@ func TestJoinLimits(t *testing.T) {
 		t.Fatalf("auto-trust on 0.0.0.0: %v", err)
 	}
 }
+
+// TestRestartOnNewAddresses: a backup restarted on other ports (both its
+// API and its node-to-node listener) gets its record updated, so that the
+// primary replicates to it and other backups forward through it.
+func TestRestartOnNewAddresses(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	p := c.primary(c.nodes...)
+	b := c.backups(p, c.nodes...)[0]
+	oldRPC, oldNode := b.n.Addr(), b.n.tr.Addr()
+	c.stop(b)
+	nb := c.start(b.cfg) // the config asks for port 0: new ports
+	nb.anon = c.anon
+	if nb.n.Addr() == oldRPC || nb.n.tr.Addr() == oldNode {
+		t.Skip("the kernel handed out the same ports again")
+	}
+	id := nb.n.NodeID()
+	eventually(t, "the new addresses recorded on the primary", func() (bool, string) {
+		views, err := c.nodesOf(p)
+		if err != nil {
+			return false, err.Error()
+		}
+		v := views[id]
+		return v.RPCAddress == nb.n.Addr() && v.NodeAddress == nb.n.tr.Addr() && v.Membership == "Voter", fmt.Sprintf("%+v", v)
+	})
+	c.write(nb, c.users[0].client, 300, "through the restarted node")
+	if code, _, body := nb.do(t, c.users[0].client, "GET", "/app/log/public?id=300", ""); code != 200 || string(body) != `{"msg":"through the restarted node"}` {
+		t.Fatalf("read on the restarted node: %d %s", code, body)
+	}
+}

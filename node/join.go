@@ -133,7 +133,23 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 			if b, ok := committed.Get(gov.NodesInfo, nodeID); ok {
 				var ci gov.NodeInfo
 				if json.Unmarshal(b, &ci) == nil && ci.Status == gov.NodeTrusted {
-					return n.joinAnswer(nodeID, committed.Get)
+					if existing.RPCAddress == req.RPCAddress && existing.NodeAddress == req.NodeAddress {
+						return n.joinAnswer(nodeID, committed.Get)
+					}
+					// A trusted node restarted on other addresses (its
+					// own request, see refreshOwnRecord): record them, so
+					// its peers and the backups forwarding to it find it.
+					upd := *existing
+					upd.RPCAddress, upd.NodeAddress = req.RPCAddress, req.NodeAddress
+					ub, err := json.Marshal(upd)
+					if err != nil {
+						return nil, err
+					}
+					if err := c.Tx.Put(gov.NodesInfo, nodeID, ub); err != nil {
+						return nil, err
+					}
+					n.log.Info("node addresses changed", "node", nodeID, "rpc_address", req.RPCAddress, "node_address", req.NodeAddress)
+					return n.joinAnswer(nodeID, c.Tx.Get)
 				}
 			}
 			return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
@@ -406,6 +422,44 @@ func (n *Node) fetchPeers(ctx context.Context) []joinPeer {
 		peers = append(peers, joinPeer{NodeID: p.NodeID, RaftID: id, NodeAddress: p.NodeAddress, RPCAddress: p.RPCAddress})
 	}
 	return peers
+}
+
+// refreshOwnRecord makes the service record this node's current addresses
+// when they differ from the recorded ones (a restart on other ports): it
+// asks the other nodes, in turn, to let it join again (a backup forwards the
+// request to the primary), since until its record changes the primary may
+// not reach it. It returns once the committed record matches.
+func (n *Node) refreshOwnRecord(ctx context.Context, rpcAddr, nodeAddr string) {
+	client := joinClient(n.id.serviceCert, n.id.tlsCert())
+	defer client.CloseIdleConnections()
+	body, _ := json.Marshal(joinRequest{NodeAddress: nodeAddr, RPCAddress: rpcAddr})
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		committed := n.store.BeginReadOnly()
+		b, ok := committed.Get(gov.NodesInfo, n.id.nodeID)
+		var ni gov.NodeInfo
+		if ok && json.Unmarshal(b, &ni) == nil && ni.Status == gov.NodeTrusted {
+			if ni.RPCAddress == rpcAddr && ni.NodeAddress == nodeAddr {
+				return
+			}
+			for _, p := range n.nodes(committed) {
+				if p.NodeID == n.id.nodeID || p.Status != gov.NodeTrusted || p.RPCAddress == "" {
+					continue
+				}
+				_, status, err := postJSON(ctx, client, "https://"+p.RPCAddress+"/node/join", body)
+				if err == nil && status == http.StatusOK {
+					break
+				}
+				n.log.Debug("record new addresses", "via", p.RPCAddress, "status", status, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // haveSecrets reports whether dir holds a complete set of service secrets.

@@ -242,6 +242,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer close(n.watchDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { n.watchLeader(runCtx) })
+		if !newService {
+			wg.Go(func() { n.refreshOwnRecord(runCtx, n.ln.Addr().String(), n.tr.Addr()) })
+		}
 		n.watchMembership(runCtx)
 		wg.Wait()
 	}()
