@@ -63,8 +63,8 @@ func (n *Node) deliver(ctx context.Context, m *pb.Message) error {
 
 // isMember reports whether raftID may exchange raft messages with this
 // node: it is in the configuration this node applied, or Trusted in its
-// committed state, or one of the nodes it was told about when it joined,
-// and not Retired.
+// committed state, or one of the nodes it was told about when it joined;
+// and it is not a Retired node that has left the configuration.
 func (n *Node) isMember(raftID uint64) bool {
 	m := n.members.Load()
 	return m != nil && m.ids[raftID]
