@@ -316,7 +316,9 @@ func (c *Cluster) Close() {
 
 // Tick gives one raft tick to every running node. It waits for each node's
 // loop to take its tick, so time advances no faster than the slowest node,
-// and fails the test if a node's loop has ended on its own.
+// and fails the test if a node's loop has ended on its own. Then it
+// advances the network's clock, releasing the delayed messages now due: a
+// message delayed by n ticks arrives after n tick rounds.
 func (c *Cluster) Tick() {
 	c.t.Helper()
 	for _, m := range c.Members {
@@ -329,6 +331,7 @@ func (c *Cluster) Tick() {
 			c.t.Fatalf("node %d stopped: %v", m.ID, m.runErr)
 		}
 	}
+	c.Net.Advance()
 }
 
 // WaitFor ticks every node until cond holds, failing the test after the

@@ -27,6 +27,14 @@ const queueLimit = 1 << 14
 // applied when a message is delivered, so a fault also catches messages
 // already queued when it was set. Loss uses a seeded source: for a given
 // seed and order of messages the same messages are lost.
+//
+// Delays (SetDelay, DelayNode) are counted in ticks of the network's own
+// clock, which only Advance moves (Cluster.Tick advances it once per tick
+// round), never wall time. A message sent on a delayed link is held when it
+// is sent and released to its destination's queue by the Advance that
+// brings the clock to its due tick; faults apply to it when it is delivered,
+// as to any other message. Messages on one link keep their order; a message
+// on a faster link may overtake them.
 type Network struct {
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -34,6 +42,12 @@ type Network struct {
 	isolated  map[uint64]bool
 	group     map[uint64]int // partition group of each node; nil when not partitioned
 	endpoints map[uint64]*endpoint
+
+	clock     uint64          // ticks so far (Advance)
+	linkDelay map[link]int    // SetDelay
+	nodeDelay map[uint64]int  // DelayNode
+	held      []heldMessage   // held by a delay, in the order they were sent
+	lastDue   map[link]uint64 // due tick of the last message held on each link
 	stats     Stats
 	closed    bool
 	wg        sync.WaitGroup
@@ -42,9 +56,27 @@ type Network struct {
 }
 
 // Stats counts what the network did with the messages it was given.
+// Delayed counts the messages a delay held back when they were sent, and
+// Held those of them not yet released: a held message is neither Delivered
+// nor Dropped yet.
 type Stats struct {
 	Sent, Delivered, Dropped uint64
+	Delayed, Held            uint64
 }
+
+// link is one direction between two nodes.
+type link struct{ from, to uint64 }
+
+// heldMessage is a message held by a delay until the clock reaches due.
+type heldMessage struct {
+	due uint64
+	to  *endpoint
+	m   *pb.Message
+}
+
+// heldLimit bounds the messages held by delays, as queueLimit bounds each
+// queue: beyond it messages are dropped.
+const heldLimit = 1 << 16
 
 // endpoint is one destination: a queue drained by one goroutine, so Send
 // never waits for a receiver and each destination sees messages in order.
@@ -63,6 +95,9 @@ func NewNetwork(seed int64) *Network {
 		rng:       rand.New(rand.NewSource(seed)),
 		isolated:  make(map[uint64]bool),
 		endpoints: make(map[uint64]*endpoint),
+		linkDelay: make(map[link]int),
+		nodeDelay: make(map[uint64]int),
+		lastDue:   make(map[link]uint64),
 		ctx:       ctx,
 		cancel:    cancel,
 	}
@@ -82,7 +117,8 @@ func (nw *Network) Attach(id uint64, node Stepper) {
 
 // Detach drops every message for id until it is attached again (the node is
 // down). Queued messages are discarded: they would have been lost with the
-// process.
+// process. Messages a delay holds are still in flight: they reach id if it
+// is attached again by the time they are due.
 func (nw *Network) Detach(id uint64) {
 	ep := nw.endpoint(id)
 	if ep == nil {
@@ -121,7 +157,8 @@ type transport struct{ nw *Network }
 
 var _ consensus.Transport = transport{}
 
-// Send queues a clone of every message for its destination.
+// Send queues a clone of every message for its destination, or holds it
+// when its link is delayed.
 func (t transport) Send(msgs []*pb.Message) {
 	for _, m := range msgs {
 		ep := t.nw.endpoint(m.GetTo())
@@ -131,7 +168,11 @@ func (t transport) Send(msgs []*pb.Message) {
 		c := proto.Clone(m).(*pb.Message)
 		t.nw.mu.Lock()
 		t.nw.stats.Sent++
+		held := t.nw.hold(ep, c)
 		t.nw.mu.Unlock()
+		if held {
+			continue
+		}
 		ep.mu.Lock()
 		if ep.node == nil || len(ep.queue) >= queueLimit {
 			ep.mu.Unlock()
@@ -143,6 +184,60 @@ func (t transport) Send(msgs []*pb.Message) {
 		select {
 		case ep.notify <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// hold holds m when its link is delayed, or when earlier messages on its
+// link are still held (so it cannot overtake them), and reports whether it
+// took m. nw.mu is held.
+func (nw *Network) hold(ep *endpoint, m *pb.Message) bool {
+	l := link{m.GetFrom(), m.GetTo()}
+	d := max(nw.linkDelay[l], nw.nodeDelay[l.from], nw.nodeDelay[l.to])
+	last := nw.lastDue[l] // every held message is due after the clock
+	if d <= 0 && last <= nw.clock {
+		return false
+	}
+	nw.stats.Delayed++
+	if len(nw.held) >= heldLimit {
+		nw.stats.Dropped++
+		return true
+	}
+	due := max(nw.clock+uint64(max(d, 0)), last)
+	nw.held = append(nw.held, heldMessage{due: due, to: ep, m: m})
+	nw.lastDue[l] = due
+	return true
+}
+
+// release queues, in the order they were sent, the held messages due by
+// the clock, or all of them. nw.mu is held, so no Send decides about a
+// link while its held messages are on their way to the queue.
+func (nw *Network) release(all bool) {
+	kept := nw.held[:0]
+	for _, h := range nw.held {
+		if !all && h.due > nw.clock {
+			kept = append(kept, h)
+			continue
+		}
+		ep := h.to
+		ep.mu.Lock()
+		if nw.closed || ep.node == nil || len(ep.queue) >= queueLimit {
+			ep.mu.Unlock()
+			nw.stats.Dropped++
+			continue
+		}
+		ep.queue = append(ep.queue, h.m)
+		ep.mu.Unlock()
+		select {
+		case ep.notify <- struct{}{}:
+		default:
+		}
+	}
+	clear(nw.held[len(kept):])
+	nw.held = kept
+	for l, due := range nw.lastDue {
+		if all || due <= nw.clock {
+			delete(nw.lastDue, l)
 		}
 	}
 }
@@ -232,12 +327,57 @@ func (nw *Network) SetDropRate(p float64) {
 	nw.mu.Unlock()
 }
 
-// Heal removes every fault: isolation, partitions and loss.
+// SetDelay delays the messages sent from -> to by ticks ticks of the
+// network's clock: each is delivered only once Advance has been called
+// ticks times after it was sent. ticks <= 0 removes the link's delay. A
+// message on a link also delayed by DelayNode waits for the longer of the
+// two. Changing a delay leaves held messages due when they were; a message
+// sent later never overtakes one held earlier on its link.
+func (nw *Network) SetDelay(from, to uint64, ticks int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if ticks <= 0 {
+		delete(nw.linkDelay, link{from, to})
+		return
+	}
+	nw.linkDelay[link{from, to}] = ticks
+}
+
+// DelayNode delays every message to and from id, as SetDelay does for one
+// link, nodes added later included. ticks <= 0 removes it.
+func (nw *Network) DelayNode(id uint64, ticks int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if ticks <= 0 {
+		delete(nw.nodeDelay, id)
+		return
+	}
+	nw.nodeDelay[id] = ticks
+}
+
+// Advance moves the network's clock one tick on and queues the held
+// messages now due for delivery. Cluster.Tick calls it once per tick round,
+// after ticking the nodes. Without delays it does nothing else.
+func (nw *Network) Advance() {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.clock++
+	if len(nw.held) > 0 {
+		nw.release(false)
+	}
+}
+
+// Heal removes every fault: isolation, partitions, loss and delays.
+// Messages held by a delay are not lost: they are queued at once, in the
+// order they were sent, and delivered as any other message.
 func (nw *Network) Heal() {
 	nw.mu.Lock()
 	clear(nw.isolated)
 	nw.group = nil
 	nw.dropRate = 0
+	clear(nw.linkDelay)
+	clear(nw.nodeDelay)
+	nw.release(true)
 	nw.mu.Unlock()
 }
 
@@ -245,7 +385,9 @@ func (nw *Network) Heal() {
 func (nw *Network) Stats() Stats {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	return nw.stats
+	s := nw.stats
+	s.Held = uint64(len(nw.held))
+	return s
 }
 
 // Close stops delivery and waits for the delivery goroutines to end.
