@@ -106,7 +106,9 @@ type Node struct {
 
 // Start opens (or creates) the node in cfg.DataDir, starts consensus and
 // the HTTPS API, and returns once the node serves requests. A new data
-// directory starts a new service with this node as its only member.
+// directory starts a new service with this node as its only member, or,
+// with cfg.Join, joins an existing service: Start then returns once the
+// service has trusted the node and handed it its secrets (or ctx ends).
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.setDefaults()
 	if cfg.DataDir == "" {
