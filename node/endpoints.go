@@ -43,6 +43,17 @@ func (n *Node) service(tx *kv.Tx) gov.Service {
 	return s
 }
 
+// nodeInfo is one node's record in tx (false if absent or malformed, as
+// nodes skips it).
+func (n *Node) nodeInfo(tx *kv.Tx, nodeID string) (gov.NodeInfo, bool) {
+	var ni gov.NodeInfo
+	b, ok := tx.Get(gov.NodesInfo, nodeID)
+	if !ok || json.Unmarshal(b, &ni) != nil {
+		return gov.NodeInfo{}, false
+	}
+	return ni, true
+}
+
 func (n *Node) nodes(tx *kv.Tx) []gov.NodeInfo {
 	var out []gov.NodeInfo
 	tx.Range(gov.NodesInfo, func(_ string, v []byte) bool {

@@ -42,12 +42,10 @@ type forwarder struct {
 }
 
 func newForwarder(serviceCert *x509.Certificate, nodeCert tls.Certificate) *forwarder {
-	pool := x509.NewCertPool()
-	pool.AddCert(serviceCert)
 	return &forwarder{
 		client: &http.Client{
 			Transport: &http.Transport{
-				TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{nodeCert}},
+				TLSClientConfig:     serviceTLS(serviceCert, nodeCert),
 				ForceAttemptHTTP2:   true,
 				MaxIdleConnsPerHost: 256,
 				IdleConnTimeout:     time.Minute,
@@ -253,13 +251,12 @@ func (n *Node) checkNodeCert(c *x509.Certificate) error {
 	if err != nil {
 		return errors.New("bad key")
 	}
-	for _, ni := range n.nodes(n.store.BeginReadOnly()) {
-		if ni.NodeID == id {
-			if ni.Status == gov.NodeTrusted {
-				return nil
-			}
-			return fmt.Errorf("node %s is %s", id, ni.Status)
-		}
+	ni, ok := n.nodeInfo(n.store.BeginReadOnly(), id)
+	switch {
+	case !ok:
+		return fmt.Errorf("node %s is unknown", id)
+	case ni.Status != gov.NodeTrusted:
+		return fmt.Errorf("node %s is %s", id, ni.Status)
 	}
-	return fmt.Errorf("node %s is unknown", id)
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/cocoledger/coco/consensus"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/gov"
+	"github.com/cocoledger/coco/kv"
 )
 
 // JoinConfig makes a node with an empty data directory join an existing
@@ -130,29 +131,26 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 			// commit is pending, or a view change will drop it): the secrets
 			// go out only once the committed state trusts the node.
 			committed := n.store.BeginReadOnly()
-			if b, ok := committed.Get(gov.NodesInfo, nodeID); ok {
-				var ci gov.NodeInfo
-				if json.Unmarshal(b, &ci) == nil && ci.Status == gov.NodeTrusted {
-					if existing.RPCAddress == req.RPCAddress && existing.NodeAddress == req.NodeAddress {
-						return n.joinAnswer(nodeID, committed.Get)
-					}
-					// A trusted node restarted on other addresses (its
-					// own request, see refreshOwnRecord): record them, so
-					// its peers and the backups forwarding to it find it.
-					upd := *existing
-					upd.RPCAddress, upd.NodeAddress = req.RPCAddress, req.NodeAddress
-					ub, err := json.Marshal(upd)
-					if err != nil {
-						return nil, err
-					}
-					if err := c.Tx.Put(gov.NodesInfo, nodeID, ub); err != nil {
-						return nil, err
-					}
-					n.log.Info("node addresses changed", "node", nodeID, "rpc_address", req.RPCAddress, "node_address", req.NodeAddress)
-					return n.joinAnswer(nodeID, c.Tx.Get)
-				}
+			if ci, ok := n.nodeInfo(committed, nodeID); !ok || ci.Status != gov.NodeTrusted {
+				return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
 			}
-			return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
+			if existing.RPCAddress == req.RPCAddress && existing.NodeAddress == req.NodeAddress {
+				return n.joinAnswer(nodeID, committed)
+			}
+			// A trusted node restarted on other addresses (its own request,
+			// see refreshOwnRecord): record them, so its peers and the
+			// backups forwarding to it find it.
+			upd := *existing
+			upd.RPCAddress, upd.NodeAddress = req.RPCAddress, req.NodeAddress
+			ub, err := json.Marshal(upd)
+			if err != nil {
+				return nil, err
+			}
+			if err := c.Tx.Put(gov.NodesInfo, nodeID, ub); err != nil {
+				return nil, err
+			}
+			n.log.Info("node addresses changed", "node", nodeID, "rpc_address", req.RPCAddress, "node_address", req.NodeAddress)
+			return n.joinAnswer(nodeID, c.Tx)
 		}
 	}
 	if existing == nil {
@@ -196,19 +194,15 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 		return app.JSON(joinResponse{NodeID: nodeID, Status: ni.Status}), nil
 	}
 	// The answer goes out only once this transaction has committed.
-	return n.joinAnswer(nodeID, c.Tx.Get)
+	return n.joinAnswer(nodeID, c.Tx)
 }
 
 // joinAnswer is the answer to a trusted node: its endorsed certificate, the
 // service identity and the ledger secrets, and the trusted nodes to talk to.
-func (n *Node) joinAnswer(nodeID string, get func(mapName, key string) ([]byte, bool)) (*app.Response, error) {
-	b, ok := get(gov.NodesInfo, nodeID)
+func (n *Node) joinAnswer(nodeID string, tx *kv.Tx) (*app.Response, error) {
+	ni, ok := n.nodeInfo(tx, nodeID)
 	if !ok {
 		return nil, fmt.Errorf("node: node %s vanished", nodeID)
-	}
-	var ni gov.NodeInfo
-	if err := json.Unmarshal(b, &ni); err != nil {
-		return nil, err
 	}
 	svcKey, err := cococrypto.EncodePrivateKeyPEM(n.id.serviceKey)
 	if err != nil {
@@ -233,14 +227,18 @@ func (n *Node) joinAnswer(nodeID string, get func(mapName, key string) ([]byte, 
 // joinClient is an HTTPS client that pins the service certificate and
 // presents cert.
 func joinClient(serviceCert *x509.Certificate, cert tls.Certificate) *http.Client {
+	return &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: serviceTLS(serviceCert, cert)},
+	}
+}
+
+// serviceTLS is the client TLS configuration of a node talking to another
+// node's API: it pins the service certificate and presents cert.
+func serviceTLS(serviceCert *x509.Certificate, cert tls.Certificate) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(serviceCert)
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}},
-		},
-	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}}
 }
 
 // joinService asks cfg.Join.Target to admit this node until it is trusted,
@@ -403,12 +401,7 @@ func (n *Node) fetchPeers(ctx context.Context) []joinPeer {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Nodes []struct {
-			NodeID      string `json:"node_id"`
-			Status      string `json:"status"`
-			NodeAddress string `json:"node_address"`
-			RPCAddress  string `json:"rpc_address"`
-		} `json:"nodes"`
+		Nodes []nodeView `json:"nodes"` // as getNodes writes them
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&out) != nil {
 		return nil
@@ -437,9 +430,7 @@ func (n *Node) refreshOwnRecord(ctx context.Context, rpcAddr, nodeAddr string) {
 	defer t.Stop()
 	for {
 		committed := n.store.BeginReadOnly()
-		b, ok := committed.Get(gov.NodesInfo, n.id.nodeID)
-		var ni gov.NodeInfo
-		if ok && json.Unmarshal(b, &ni) == nil && ni.Status == gov.NodeTrusted {
+		if ni, ok := n.nodeInfo(committed, n.id.nodeID); ok && ni.Status == gov.NodeTrusted {
 			if ni.RPCAddress == rpcAddr && ni.NodeAddress == nodeAddr {
 				return
 			}
