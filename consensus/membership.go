@@ -236,6 +236,13 @@ type readBatch struct {
 	reqs  []chan error
 }
 
+// answer ends every barrier of the batch with err (nil: released).
+func (b *readBatch) answer(err error) {
+	for _, r := range b.reqs {
+		r <- err
+	}
+}
+
 // ReadBarrier returns once this node has applied everything the primary had
 // committed when it was called, as confirmed by a quorum (raft's ReadIndex).
 // A read of the committed state after it is linearizable. Concurrent
@@ -261,17 +268,14 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 
 // issueReads asks raft for one read index covering reqs.
 func (n *Node) issueReads(reqs []chan error) {
+	batch := &readBatch{reqs: reqs}
 	if n.fatal != nil {
-		for _, r := range reqs {
-			r <- n.fatal
-		}
+		batch.answer(n.fatal)
 		return
 	}
 	if n.rn.BasicStatus().Lead == 0 {
 		// Raft drops a read index request while no primary is known.
-		for _, r := range reqs {
-			r <- ErrReadTimeout
-		}
+		batch.answer(ErrReadTimeout)
 		return
 	}
 	if n.reads.inflight == nil {
@@ -281,9 +285,7 @@ func (n *Node) issueReads(reqs []chan error) {
 		// an answer meant for this node's previous life (still queued in a
 		// peer's transport) must not release a read of this one.
 		if _, err := rand.Read(n.reads.nonce[:]); err != nil {
-			for _, r := range reqs {
-				r <- fmt.Errorf("consensus: read barrier nonce: %w", err)
-			}
+			batch.answer(fmt.Errorf("consensus: read barrier nonce: %w", err))
 			n.reads.inflight = nil
 			return
 		}
@@ -292,7 +294,7 @@ func (n *Node) issueReads(reqs []chan error) {
 	rctx := make([]byte, 0, len(n.reads.nonce)+8)
 	rctx = append(rctx, n.reads.nonce[:]...)
 	rctx = binary.BigEndian.AppendUint64(rctx, n.reads.seq)
-	n.reads.inflight[n.reads.seq] = &readBatch{reqs: reqs}
+	n.reads.inflight[n.reads.seq] = batch
 	n.rn.ReadIndex(rctx)
 }
 
@@ -317,19 +319,13 @@ func (n *Node) readStates(states []raftReadState) {
 
 // releaseReads answers the barriers whose index is applied.
 func (n *Node) releaseReads() {
-	k := 0
-	for _, b := range n.reads.ready {
-		if b.index <= n.applied {
-			for _, r := range b.reqs {
-				r <- nil
-			}
-			continue
+	n.reads.ready = slices.DeleteFunc(n.reads.ready, func(b *readBatch) bool {
+		if b.index > n.applied {
+			return false
 		}
-		n.reads.ready[k] = b
-		k++
-	}
-	clear(n.reads.ready[k:])
-	n.reads.ready = n.reads.ready[:k]
+		b.answer(nil)
+		return true
+	})
 }
 
 // expireReads fails the barriers raft has not confirmed within two election
@@ -340,39 +336,27 @@ func (n *Node) expireReads() {
 	for seq, b := range n.reads.inflight {
 		b.age++
 		if b.age > 2*n.cfg.ElectionTicks {
-			for _, r := range b.reqs {
-				r <- ErrReadTimeout
-			}
+			b.answer(ErrReadTimeout)
 			delete(n.reads.inflight, seq)
 		}
 	}
-	k := 0
-	for _, b := range n.reads.ready {
+	n.reads.ready = slices.DeleteFunc(n.reads.ready, func(b *readBatch) bool {
 		b.age++
-		if b.age > 10*n.cfg.ElectionTicks {
-			for _, r := range b.reqs {
-				r <- ErrReadTimeout
-			}
-			continue
+		if b.age <= 10*n.cfg.ElectionTicks {
+			return false
 		}
-		n.reads.ready[k] = b
-		k++
-	}
-	clear(n.reads.ready[k:])
-	n.reads.ready = n.reads.ready[:k]
+		b.answer(ErrReadTimeout)
+		return true
+	})
 }
 
 func (n *Node) failReads(err error) {
 	for seq, b := range n.reads.inflight {
-		for _, r := range b.reqs {
-			r <- err
-		}
+		b.answer(err)
 		delete(n.reads.inflight, seq)
 	}
 	for _, b := range n.reads.ready {
-		for _, r := range b.reqs {
-			r <- err
-		}
+		b.answer(err)
 	}
 	n.reads.ready = nil
 }
