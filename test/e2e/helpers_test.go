@@ -356,7 +356,12 @@ func (c *client) txStatus(txid string) string {
 // write POSTs a record and returns its transaction id.
 func (c *client) write(table string, id uint64, msg string) string {
 	c.t.Helper()
-	r := c.do("POST", "/app/log/"+table, map[string]any{"id": id, "msg": msg})
+	return c.written(table, id, c.do("POST", "/app/log/"+table, map[string]any{"id": id, "msg": msg}))
+}
+
+// written checks the answer to a write of id and returns its transaction id.
+func (c *client) written(table string, id uint64, r *response) string {
+	c.t.Helper()
 	if r.Status != http.StatusOK || string(bytes.TrimSpace(r.Body)) != "true" {
 		c.t.Fatalf("POST /app/log/%s id %d: got %s, want 200 true", table, id, r)
 	}

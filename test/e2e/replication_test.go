@@ -64,19 +64,32 @@ func (c *client) doRetry(method, path string, body any, hdr ...string) *response
 	return r
 }
 
+// startThreeNodes starts a default sandbox (three nodes) with one member
+// and one user.
+func startThreeNodes(t *testing.T, dir string) *sandboxRun {
+	t.Helper()
+	s := startSandbox(t, dir, "--members", "1", "--users", "1")
+	if len(s.info.Nodes) != 3 {
+		t.Fatalf("sandbox.json lists %d nodes, want 3 (the default)", len(s.info.Nodes))
+	}
+	return s
+}
+
+// clients returns an anonymous and a user0 client for every node, in
+// sandbox.json's order.
+func (s *sandboxRun) clients(t *testing.T) (anon, user []*client) {
+	for i := range s.info.Nodes {
+		anon = append(anon, s.nodeClient(t, i, -1))
+		user = append(user, s.nodeClient(t, i, 0))
+	}
+	return anon, user
+}
+
 // writeRetry is write with tryRetry. Writing the same record again after a
 // 503 is harmless: it sets the same value.
 func (c *client) writeRetry(table string, id uint64, msg string) string {
 	c.t.Helper()
-	r := c.doRetry("POST", "/app/log/"+table, map[string]any{"id": id, "msg": msg})
-	if r.Status != http.StatusOK || string(bytes.TrimSpace(r.Body)) != "true" {
-		c.t.Fatalf("POST /app/log/%s id %d: got %s, want 200 true", table, id, r)
-	}
-	txid := r.Header.Get("x-ms-ccf-transaction-id")
-	if _, _, err := parseTxID(txid); err != nil {
-		c.t.Fatalf("POST /app/log/%s id %d: header x-ms-ccf-transaction-id %q: %v", table, id, txid, err)
-	}
-	return txid
+	return c.written(table, id, c.doRetry("POST", "/app/log/"+table, map[string]any{"id": id, "msg": msg}))
 }
 
 // readRetry is read with tryRetry.
@@ -337,15 +350,8 @@ func minCommit(t testing.TB, anon []*client) uint64 {
 func TestWriteThroughBackup(t *testing.T) {
 	t.Parallel()
 	tmp := t.TempDir()
-	s := startSandbox(t, filepath.Join(tmp, "sb"), "--members", "1", "--users", "1")
-	if len(s.info.Nodes) != 3 {
-		t.Fatalf("sandbox.json lists %d nodes, want 3 (the default)", len(s.info.Nodes))
-	}
-	var anon, user []*client
-	for i := range s.info.Nodes {
-		anon = append(anon, s.nodeClient(t, i, -1))
-		user = append(user, s.nodeClient(t, i, 0))
-	}
+	s := startThreeNodes(t, filepath.Join(tmp, "sb"))
+	anon, user := s.clients(t)
 	p, net0 := waitPrimary(t, s, anon, []int{0, 1, 2}, nil)
 	b := (p + 1) % 3
 	other := 3 - p - b
@@ -541,15 +547,8 @@ func TestFreezePrimaryUnderLoad(t *testing.T) {
 // sandbox.json command line; or with freeze, SIGSTOP, then SIGCONT) and
 // checks the service over and after it.
 func primaryFaultUnderLoad(t *testing.T, freeze bool) {
-	s := startSandbox(t, filepath.Join(t.TempDir(), "sb"), "--members", "1", "--users", "1")
-	if len(s.info.Nodes) != 3 {
-		t.Fatalf("sandbox.json lists %d nodes, want 3 (the default)", len(s.info.Nodes))
-	}
-	var anon, user []*client
-	for i := range s.info.Nodes {
-		anon = append(anon, s.nodeClient(t, i, -1))
-		user = append(user, s.nodeClient(t, i, 0))
-	}
+	s := startThreeNodes(t, filepath.Join(t.TempDir(), "sb"))
+	anon, user := s.clients(t)
 	victim, net0 := waitPrimary(t, s, anon, []int{0, 1, 2}, nil)
 	var survivors []int
 	for i := range s.info.Nodes {
@@ -896,18 +895,8 @@ func primaryFaultUnderLoad(t *testing.T, freeze bool) {
 func TestSandboxRestartAllNodes(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "sb")
-	s := startSandbox(t, dir, "--members", "1", "--users", "1")
-	if len(s.info.Nodes) != 3 {
-		t.Fatalf("sandbox.json lists %d nodes, want 3 (the default)", len(s.info.Nodes))
-	}
-	clients := func(s *sandboxRun) (anon, user []*client) {
-		for i := range s.info.Nodes {
-			anon = append(anon, s.nodeClient(t, i, -1))
-			user = append(user, s.nodeClient(t, i, 0))
-		}
-		return anon, user
-	}
-	anon, user := clients(s)
+	s := startThreeNodes(t, dir)
+	anon, user := s.clients(t)
 	waitPrimary(t, s, anon, []int{0, 1, 2}, nil)
 
 	// Writes through every node, in both tables, one key overwritten.
@@ -969,7 +958,7 @@ func TestSandboxRestartAllNodes(t *testing.T) {
 			t.Errorf("node %d after the restart: sandbox.json names pid %d (before %d), alive %v", i, nd.PID, old.PID, pidAlive(nd.PID))
 		}
 	}
-	anon, user = clients(s)
+	anon, user = s.clients(t)
 	p, net1 := waitPrimary(t, s, anon, []int{0, 1, 2}, nil)
 	if net1.View <= lastView {
 		t.Errorf("view %d after the restart; the last commit before it was in view %d: views must grow (txids would repeat)", net1.View, lastView)
