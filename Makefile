@@ -32,6 +32,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	./ledger:FuzzUnmarshalEntry \
 	./kv:FuzzUnmarshalWriteSet \
+	./gov:FuzzCreateProposal \
 	./receipt:FuzzParseJSON ./receipt:FuzzVerifyCOSE \
 	./crypto:FuzzParsePEM ./crypto:FuzzUnmarshalSecrets ./crypto:FuzzOpen \
 	./consensus/transport:FuzzReadFrame \

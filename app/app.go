@@ -85,6 +85,7 @@ type HistoricalState interface {
 type Context struct {
 	Request    *http.Request
 	Query      url.Values
+	PathParams map[string]string // the {name} segments of a templated path
 	Body       []byte
 	Caller     Caller
 	Tx         *kv.Tx

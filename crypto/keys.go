@@ -209,3 +209,16 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && b != nil && ea.Equal(b)
 }
+
+// ErrCertNotValidNow: a certificate's validity period does not include now.
+var ErrCertNotValidNow = errors.New("certificate is not valid now")
+
+// CheckValidity checks that now is within cert's validity period. TLS
+// handshakes with self-signed client certificates, and COSE signatures,
+// prove possession of the key but check no dates.
+func CheckValidity(cert *x509.Certificate, now time.Time) error {
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return fmt.Errorf("%w (valid %s to %s)", ErrCertNotValidNow, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}

@@ -40,8 +40,11 @@ const (
 
 // NodeInfo is the value of NodesInfo.
 type NodeInfo struct {
-	NodeID      string `json:"node_id"`
-	RaftID      uint64 `json:"raft_id"`
+	NodeID string `json:"node_id"`
+	// RaftID is stored as a decimal string: the constitution's JavaScript
+	// reads and rewrites node records, and a JSON number would lose the
+	// low bits of a 64-bit id there.
+	RaftID      uint64 `json:"raft_id,string"`
 	Status      string `json:"status"`
 	Cert        string `json:"cert"`
 	RPCAddress  string `json:"rpc_address"`

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"github.com/cocoledger/coco/consensus/transport"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/gov"
-	"github.com/cocoledger/coco/kv"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -235,38 +233,4 @@ func cmpUint(a, b uint64) int {
 		return 1
 	}
 	return 0
-}
-
-// Retire marks a trusted node Retired; the primary then removes it from the
-// configuration and every node stops talking to it. Until governance lands
-// this is only reachable from Go (tests); remove_node will call it.
-func (n *Node) Retire(ctx context.Context, nodeID string) error {
-	for attempt := 0; ; attempt++ {
-		tx := n.store.Begin()
-		b, ok := tx.Get(gov.NodesInfo, nodeID)
-		if !ok {
-			return fmt.Errorf("node: no node %s", nodeID)
-		}
-		var ni gov.NodeInfo
-		if err := json.Unmarshal(b, &ni); err != nil {
-			return fmt.Errorf("node: node %s: %w", nodeID, err)
-		}
-		if ni.Status == gov.NodeRetired {
-			return nil
-		}
-		ni.Status = gov.NodeRetired
-		nb, _ := json.Marshal(ni)
-		if err := tx.Put(gov.NodesInfo, nodeID, nb); err != nil {
-			return err
-		}
-		_, err := n.cons.Submit(ctx, tx, [32]byte{})
-		if errors.Is(err, kv.ErrConflict) && attempt < n.cfg.MaxConflictRetries {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("node: retire %s: %w", nodeID, err)
-		}
-		n.signalMembership()
-		return nil
-	}
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/cocoledger/coco/app/logging"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/gov"
-	"github.com/cocoledger/coco/kv"
+	govclient "github.com/cocoledger/coco/gov/client"
 )
 
 // Multi-node tests: in-process services of a few nodes on loopback, with
@@ -81,13 +81,15 @@ type testUser struct {
 	client *http.Client
 }
 
-// cluster is an in-process service. Node 0 created it (with
-// AutoTrustJoiners unless the test says otherwise); the others joined it.
+// cluster is an in-process service. Node 0 created it with one member,
+// who opened it; the others joined it and the member trusted them.
 type cluster struct {
 	t      *testing.T
 	nodes  []*testNode
 	pool   *x509.CertPool // the service certificate
 	users  []*testUser    // users[0] and users[1] are registered
+	member *testMember    // the only member; Active
+	gov    *govclient.Client // the member's client of node 0
 	anon   *http.Client
 	closed map[*testNode]bool
 	mu     sync.Mutex
@@ -99,27 +101,25 @@ type cluster struct {
 func newCluster(t *testing.T, size int, mod func(i int, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, closed: map[*testNode]bool{}}
-	var userPaths []string
 	var pairs []tls.Certificate
-	for i := range 3 {
-		p, pair := newUser(t, t.TempDir())
+	for range 3 {
+		_, pair := newUser(t, t.TempDir())
 		cert, err := x509.ParseCertificate(pair.Certificate[0])
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.users = append(c.users, &testUser{cert: cert})
 		pairs = append(pairs, pair)
-		if i < 2 {
-			userPaths = append(userPaths, p)
-		}
 	}
+	c.member = newTestMember(t)
 	cfg := clusterConfig(t)
-	cfg.AutoTrustJoiners = true
-	cfg.UserCerts = userPaths
+	cfg.Members = []MemberConfig{{CertFile: c.member.certPath}}
 	if mod != nil {
 		mod(0, &cfg)
 	}
 	first := c.start(cfg)
+	c.gov = c.member.client(t, first.n.Addr(), first.n.ServiceCertPath())
+	openService(t, c.gov, c.users[0].cert, c.users[1].cert)
 	svc, err := cococrypto.ReadCertFile(first.n.ServiceCertPath())
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func newCluster(t *testing.T, size int, mod func(i int, cfg *Config)) *cluster {
 		if mod != nil {
 			mod(i, &cfg)
 		}
-		tn := c.start(cfg)
+		tn := c.join(cfg)
 		tn.anon = c.anon
 	}
 	c.waitVoters(c.nodes...)
@@ -165,6 +165,54 @@ func (c *cluster) start(cfg Config) *testNode {
 	c.nodes = append(c.nodes, tn)
 	c.mu.Unlock()
 	return tn
+}
+
+// join starts a joining node and has the member trust it once it is
+// Pending.
+func (c *cluster) join(cfg Config) *testNode {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	type result struct {
+		n   *Node
+		err error
+	}
+	started := make(chan result, 1)
+	go func() {
+		n, err := Start(ctx, cfg)
+		started <- result{n, err}
+	}()
+	trusted := map[string]bool{}
+	for {
+		select {
+		case r := <-started:
+			if r.err != nil {
+				c.t.Fatal(r.err)
+			}
+			tn := &testNode{n: r.n, cfg: cfg}
+			c.mu.Lock()
+			c.nodes = append(c.nodes, tn)
+			c.mu.Unlock()
+			return tn
+		case <-time.After(5 * time.Millisecond):
+		}
+		p := c.primary(c.nodes...)
+		views, err := c.nodesOf(p)
+		if err != nil {
+			continue
+		}
+		for id, v := range views {
+			if v.Status == gov.NodePending && !trusted[id] {
+				trusted[id] = true
+				pass(c.t, c.govOn(p), "transition_node_to_trusted", map[string]any{"node_id": id})
+			}
+		}
+	}
+}
+
+// govOn is the member's governance client for node tn.
+func (c *cluster) govOn(tn *testNode) *govclient.Client {
+	return c.member.client(c.t, tn.n.Addr(), tn.n.ServiceCertPath())
 }
 
 // stop closes one node.
@@ -478,10 +526,10 @@ func TestClusterJoin(t *testing.T) {
 	}
 }
 
-// TestJoinPendingUntilTrusted: without AutoTrustJoiners a joiner stays
+// TestJoinPendingUntilTrusted: until the members trust it, a joiner stays
 // Pending and gets no secrets; its Start polls until its context ends.
 func TestJoinPendingUntilTrusted(t *testing.T) {
-	c := newCluster(t, 1, func(_ int, cfg *Config) { cfg.AutoTrustJoiners = false })
+	c := newCluster(t, 1, nil)
 	first := c.nodes[0]
 
 	jcfg := clusterConfig(t)
@@ -727,23 +775,8 @@ func TestForwardingAuthentication(t *testing.T) {
 	})
 
 	t.Run("removed user", func(t *testing.T) {
-		// Remove other from the users on the primary (no governance yet:
-		// a transaction in-process).
-		otherID := cococrypto.CertID(other.cert)
-		for attempt := 0; ; attempt++ {
-			tx := p.n.store.Begin()
-			if err := tx.Delete(gov.UsersCerts, otherID); err != nil {
-				t.Fatal(err)
-			}
-			_, err := p.n.cons.Submit(context.Background(), tx, [32]byte{})
-			if errors.Is(err, kv.ErrConflict) && attempt < 10 {
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
+		// The members remove other from the users.
+		pass(t, c.govOn(p), "remove_user", map[string]any{"user_id": cococrypto.CertID(other.cert)})
 		// The primary refuses the removed user even when a trusted node
 		// forwards it (the backup may not know of the removal yet).
 		code, body := whoami(t, asBackup, p, ForwardedHeader, b.n.NodeID(), ForwardedCallerHeader, b64(other.cert))
@@ -779,14 +812,8 @@ func TestRetire(t *testing.T) {
 			if victim == "primary" {
 				v = p
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-			defer cancel()
-			if err := p.n.Retire(ctx, v.n.NodeID()); err != nil {
-				t.Fatal(err)
-			}
-			if err := p.n.Retire(ctx, v.n.NodeID()); err != nil {
-				t.Fatalf("retiring twice: %v", err)
-			}
+			gc := c.govOn(p)
+			pass(t, gc, "remove_node", map[string]any{"node_id": v.n.NodeID()})
 			rest := c.backups(v, c.nodes...)
 			// On the remaining nodes: the victim is Retired and out of the
 			// configuration, the two others are voters with one primary.
@@ -875,29 +902,38 @@ func TestJoinSecretsOnlyWhenCommitted(t *testing.T) {
 		}
 	})
 	p := c.primary(c.nodes...)
-	c.stop(c.backups(p, c.nodes...)[0])
+	gc := c.govOn(p)
 
+	// A joiner registers (Pending, committed) and a member proposes to
+	// trust it, while the service has its quorum.
 	cl, id := c.nodeKeyClient(t, nil)
 	body := joinBody("127.0.0.1:1", "127.0.0.1:2")
+	if code, _, b, err := call(cl, p.n.Addr(), "POST", "/node/join", body); err != nil || code != http.StatusOK {
+		t.Fatalf("join: %d %s %v", code, b, err)
+	}
+	prop, err := gc.Propose(t.Context(), govclient.Proposal{Actions: []govclient.Action{{Name: "transition_node_to_trusted", Args: map[string]any{"node_id": id}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The vote that accepts it cannot commit once the backup is gone.
+	c.stop(c.backups(p, c.nodes...)[0])
 	ctx, cancel := context.WithCancel(context.Background())
-	first := make(chan error, 1)
+	voted := make(chan error, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+p.n.Addr()+"/node/join", strings.NewReader(body))
-		resp, err := cl.Do(req)
+		v, err := gc.Vote(ctx, prop.ProposalID, govclient.BallotYes)
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			err = fmt.Errorf("answered without a quorum: %d %s", resp.StatusCode, b)
+			err = fmt.Errorf("the vote committed without a quorum: %+v", v)
 		}
-		first <- err
+		voted <- err
 	}()
 	defer func() {
 		cancel()
-		if err := <-first; !errors.Is(err, context.Canceled) {
-			t.Errorf("first join request: %v", err)
+		if err := <-voted; !errors.Is(err, context.Canceled) {
+			t.Errorf("vote: %v", err)
 		}
 	}()
-	eventually(t, "the admission ordered on the primary", func() (bool, string) {
+	eventually(t, "the trust ordered on the primary", func() (bool, string) {
 		for _, ni := range headNodes(p) {
 			if ni.NodeID == id {
 				return ni.Status == gov.NodeTrusted, ni.Status
@@ -906,8 +942,8 @@ func TestJoinSecretsOnlyWhenCommitted(t *testing.T) {
 		return false, summary(headNodes(p))
 	})
 	for _, ni := range committedNodes(p) {
-		if ni.NodeID == id {
-			t.Fatalf("the admission committed without a quorum: %s", summary(committedNodes(p)))
+		if ni.NodeID == id && ni.Status != gov.NodePending {
+			t.Fatalf("the trust committed without a quorum: %s", summary(committedNodes(p)))
 		}
 	}
 
@@ -924,7 +960,7 @@ func TestJoinSecretsOnlyWhenCommitted(t *testing.T) {
 	}
 	for _, secret := range []string{"service_key", "ledger_secrets", "node_cert"} {
 		if _, ok := got[secret]; ok {
-			t.Fatalf("asking again before the admission committed got %s (status %v)", secret, got["status"])
+			t.Fatalf("asking again before the trust committed got %s (status %v)", secret, got["status"])
 		}
 	}
 	if got["status"] != gov.NodePending {
@@ -933,9 +969,9 @@ func TestJoinSecretsOnlyWhenCommitted(t *testing.T) {
 }
 
 // TestJoinLimits: a service records at most maxPendingNodes joiners waiting
-// to be trusted, and automatic trust is refused off loopback.
+// to be trusted.
 func TestJoinLimits(t *testing.T) {
-	c := newCluster(t, 1, func(_ int, cfg *Config) { cfg.AutoTrustJoiners = false })
+	c := newCluster(t, 1, nil)
 	first := c.nodes[0]
 	for i := range maxPendingNodes + 1 {
 		cl, _ := c.nodeKeyClient(t, nil)
@@ -948,13 +984,6 @@ func TestJoinLimits(t *testing.T) {
 		case i == maxPendingNodes && (code != http.StatusTooManyRequests || errorCode(body) != "TooManyPendingNodes"):
 			t.Fatalf("joiner %d beyond the limit: %d %s", i, code, body)
 		}
-	}
-
-	cfg := clusterConfig(t)
-	cfg.RPCAddress = "0.0.0.0:0"
-	cfg.AutoTrustJoiners = true
-	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "refusing to trust joining nodes") {
-		t.Fatalf("auto-trust on 0.0.0.0: %v", err)
 	}
 }
 

@@ -227,7 +227,7 @@ func (n *Node) getCOSEReceipt(c *app.Context) (*app.Response, error) {
 // getAPI describes every endpoint as an OpenAPI 3 document.
 func (n *Node) getAPI(*app.Context) (*app.Response, error) {
 	paths := map[string]map[string]any{}
-	for path, methods := range n.routes {
+	for path, methods := range n.routes.exact {
 		ops := map[string]any{}
 		for m, rt := range methods {
 			op := map[string]any{

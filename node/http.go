@@ -26,9 +26,12 @@ const TxIDHeader = "x-ms-ccf-transaction-id"
 type route struct {
 	ep  app.Endpoint
 	raw http.Handler
-	// app marks an application's endpoint: its reads wait for a read
-	// barrier (linearizable reads) unless the caller asks for local ones.
+	// app marks an application's endpoint: it is served only once the
+	// service is open.
 	app bool
+	// linearizable reads (applications' and governance's) wait for a read
+	// barrier unless the caller asks for local ones.
+	linearizable bool
 }
 
 // ReadConsistencyHeader lets a caller of an application's read-only
@@ -37,26 +40,115 @@ type route struct {
 // possibly stale on a backup). The default is linearizable.
 const ReadConsistencyHeader = "x-coco-read-consistency"
 
-func (n *Node) buildRoutes() map[string]map[string]*route {
-	routes := map[string]map[string]*route{}
+// router maps a request path to its endpoints, by method. Most paths are
+// fixed; governance paths carry parameters ({proposalId}), matched by
+// pathTemplate.
+type router struct {
+	exact     map[string]map[string]*route
+	templates []*pathTemplate
+}
+
+func (n *Node) buildRoutes() *router {
+	rt := &router{exact: map[string]map[string]*route{}}
 	add := func(r *route) {
-		m := routes[r.ep.Path]
-		if m == nil {
-			m = map[string]*route{}
-			routes[r.ep.Path] = m
+		methods := rt.exact[r.ep.Path]
+		if methods == nil {
+			methods = map[string]*route{}
+			rt.exact[r.ep.Path] = methods
+			if strings.Contains(r.ep.Path, "{") {
+				rt.templates = append(rt.templates, parseTemplate(r.ep.Path, methods))
+			}
 		}
-		m[r.ep.Method] = r
+		methods[r.ep.Method] = r
 	}
 	for _, ep := range n.frameworkEndpoints() {
 		add(&route{ep: ep})
 	}
+	for _, ep := range n.gov.Endpoints() {
+		add(&route{ep: ep, linearizable: true})
+	}
 	for _, a := range n.cfg.Apps {
 		for _, ep := range a.Endpoints() {
-			add(&route{ep: ep, app: true})
+			add(&route{ep: ep, app: true, linearizable: true})
 		}
 	}
 	add(&route{ep: app.Endpoint{Method: http.MethodGet, Path: "/metrics", Auth: app.AuthNone, Summary: "Prometheus metrics"}, raw: n.metrics.handler()})
-	return routes
+	return rt
+}
+
+// lookup returns the endpoints of path, the path's template (the metrics
+// label: bounded, unlike the paths themselves) and its parameters.
+func (rt *router) lookup(path string) (methods map[string]*route, label string, params map[string]string) {
+	if strings.Contains(path, "{") {
+		return nil, "", nil // a template is not a path
+	}
+	if m, ok := rt.exact[path]; ok {
+		return m, path, nil
+	}
+	for _, t := range rt.templates {
+		if params, ok := t.match(path); ok {
+			return t.methods, t.path, params
+		}
+	}
+	return nil, "", nil
+}
+
+// pathTemplate is a path such as
+// /gov/members/proposals/{proposalId}/ballots/{memberId}:submit: each
+// segment is a literal, or a parameter followed by an optional literal
+// suffix (CCF's ":action" style). A parameter matches one non-empty
+// segment (no '/'), up to its suffix.
+type pathTemplate struct {
+	path     string
+	segments []templateSegment
+	methods  map[string]*route
+}
+
+type templateSegment struct {
+	literal string // the whole segment, when param is ""
+	param   string
+	suffix  string
+}
+
+func parseTemplate(path string, methods map[string]*route) *pathTemplate {
+	t := &pathTemplate{path: path, methods: methods}
+	for _, s := range strings.Split(path, "/") {
+		lb, rb := strings.Index(s, "{"), strings.Index(s, "}")
+		if lb != 0 || rb < 0 {
+			t.segments = append(t.segments, templateSegment{literal: s})
+			continue
+		}
+		t.segments = append(t.segments, templateSegment{param: s[1:rb], suffix: s[rb+1:]})
+	}
+	return t
+}
+
+func (t *pathTemplate) match(path string) (map[string]string, bool) {
+	parts := strings.Split(path, "/")
+	if len(parts) != len(t.segments) {
+		return nil, false
+	}
+	var params map[string]string
+	for i, seg := range t.segments {
+		p := parts[i]
+		if seg.param == "" {
+			if p != seg.literal {
+				return nil, false
+			}
+			continue
+		}
+		v, ok := strings.CutSuffix(p, seg.suffix)
+		// A parameter without a suffix must not swallow another
+		// template's ":action" (…/{proposalId} vs …/{proposalId}:withdraw).
+		if !ok || v == "" || (seg.suffix == "" && strings.Contains(v, ":")) {
+			return nil, false
+		}
+		if params == nil {
+			params = map[string]string{}
+		}
+		params[seg.param] = v
+	}
+	return params, true
 }
 
 // statusWriter remembers the status code for metrics.
@@ -89,12 +181,12 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.metrics.observe(label, r.Method, sw.status, time.Since(start))
 	}()
 
-	methods, ok := n.routes[r.URL.Path]
-	if !ok {
+	methods, path, params := n.routes.lookup(r.URL.Path)
+	if methods == nil {
 		writeError(sw, app.Errorf(http.StatusNotFound, "ResourceNotFound", "unknown path: %s", r.URL.Path))
 		return
 	}
-	label = r.URL.Path
+	label = path
 	rt, ok := methods[r.Method]
 	if !ok {
 		allowed := make([]string, 0, len(methods))
@@ -104,6 +196,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sort.Strings(allowed)
 		sw.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(sw, app.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		return
+	}
+	if (rt.app || rt.ep.Auth == app.AuthUser) && !n.open.Load() {
+		writeError(sw, app.Errorf(http.StatusServiceUnavailable, "ServiceNotOpen", "the service is not open yet: its members must accept a transition_service_to_open proposal first (see GET /node/network)"))
 		return
 	}
 	caller, aerr := n.authenticate(r, rt.ep.Auth)
@@ -129,10 +225,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, app.BadRequest("reading request body: %v", err))
 		return
 	}
-	c := &app.Context{Request: r, Query: r.URL.Query(), Body: body, Caller: caller}
+	c := &app.Context{Request: r, Query: r.URL.Query(), PathParams: params, Body: body, Caller: caller}
 	switch rt.ep.Mode {
 	case app.ReadOnly:
-		if rt.app && !strings.EqualFold(r.Header.Get(ReadConsistencyHeader), "local") {
+		if rt.linearizable && !strings.EqualFold(r.Header.Get(ReadConsistencyHeader), "local") {
 			if err := n.readBarrier(r.Context()); err != nil {
 				n.respond(sw, nil, err)
 				return
@@ -190,8 +286,8 @@ func (n *Node) authenticate(r *http.Request, auth app.Auth) (app.Caller, *app.Er
 	}
 	// The handshake proved possession of the key but, with self-signed
 	// certificates, checked no dates.
-	if now := time.Now(); now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate is not valid now (valid %s to %s)", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+	if err := cococrypto.CheckValidity(cert, time.Now()); err != nil {
+		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate: %v", err)
 	}
 	id := cococrypto.CertID(cert)
 	if auth == app.AuthCert {

@@ -87,9 +87,10 @@ func checkAddress(name, addr string) error {
 	return nil
 }
 
-// postJoin registers the calling node as Pending (Trusted at once when the
-// node was started with AutoTrustJoiners) and, once it is Trusted in the
-// committed state, hands it the service's secrets. It runs on the primary.
+// postJoin registers the calling node as Pending and, once the members
+// have trusted it (transition_node_to_trusted) in the committed state,
+// endorses its key and hands it the service's secrets. It runs on the
+// primary.
 func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 	cert := c.Caller.Cert
 	if cert == nil {
@@ -134,14 +135,25 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 			if ci, ok := n.nodeInfo(committed, nodeID); !ok || ci.Status != gov.NodeTrusted {
 				return app.JSON(joinResponse{NodeID: nodeID, Status: gov.NodePending}), nil
 			}
-			if existing.RPCAddress == req.RPCAddress && existing.NodeAddress == req.NodeAddress {
+			endorsed := n.endorsedByService(existing.Cert)
+			if endorsed && existing.RPCAddress == req.RPCAddress && existing.NodeAddress == req.NodeAddress {
 				return n.joinAnswer(nodeID, committed)
 			}
-			// A trusted node restarted on other addresses (its own request,
-			// see refreshOwnRecord): record them, so its peers and the
-			// backups forwarding to it find it.
+			// A node the members trusted (transition_node_to_trusted) still
+			// has the certificate it joined with: the service endorses its
+			// key now. A trusted node restarted on other addresses (its own
+			// request, see refreshOwnRecord) has them recorded, so its peers
+			// and the backups forwarding to it find it.
 			upd := *existing
 			upd.RPCAddress, upd.NodeAddress = req.RPCAddress, req.NodeAddress
+			if !endorsed {
+				ec, err := n.endorse(cert, req.RPCAddress, req.NodeAddress)
+				if err != nil {
+					return nil, err
+				}
+				upd.Cert = string(cococrypto.EncodeCertPEM(ec))
+				n.log.Info("node trusted by governance: certificate endorsed", "node", nodeID)
+			}
 			ub, err := json.Marshal(upd)
 			if err != nil {
 				return nil, err
@@ -167,17 +179,6 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 		}
 	}
 	ni := gov.NodeInfo{NodeID: nodeID, RaftID: raftID, Status: gov.NodePending, Cert: string(cococrypto.EncodeCertPEM(cert)), RPCAddress: req.RPCAddress, NodeAddress: req.NodeAddress}
-	if n.cfg.AutoTrustJoiners {
-		endorsed, err := cococrypto.IssueCert(cert.PublicKey, cococrypto.CertOptions{
-			CommonName: "coco node " + nodeID[:16], Hosts: certHosts(req.RPCAddress, req.NodeAddress), Validity: 365 * 24 * time.Hour,
-			ServerAuth: true, ClientAuth: true,
-		}, n.id.serviceCert, n.id.serviceKey)
-		if err != nil {
-			return nil, fmt.Errorf("node: endorse joining node: %w", err)
-		}
-		ni.Status = gov.NodeTrusted
-		ni.Cert = string(cococrypto.EncodeCertPEM(endorsed))
-	}
 	b, err := json.Marshal(ni)
 	if err != nil {
 		return nil, err
@@ -189,12 +190,32 @@ func (n *Node) postJoin(c *app.Context) (*app.Response, error) {
 	if err := c.Tx.Put(gov.NodesInfo, nodeID, b); err != nil {
 		return nil, err
 	}
-	n.log.Info("node joining", "joiner", nodeID, "status", ni.Status, "node_address", req.NodeAddress)
-	if ni.Status != gov.NodeTrusted {
-		return app.JSON(joinResponse{NodeID: nodeID, Status: ni.Status}), nil
+	n.log.Info("node joining: Pending until the members trust it", "joiner", nodeID, "node_address", req.NodeAddress)
+	return app.JSON(joinResponse{NodeID: nodeID, Status: ni.Status}), nil
+}
+
+// endorse issues a joining node's certificate for its key, signed by the
+// service identity, valid for its addresses.
+func (n *Node) endorse(joiner *x509.Certificate, rpcAddr, nodeAddr string) (*x509.Certificate, error) {
+	nodeID, err := cococrypto.KeyID(joiner.PublicKey)
+	if err != nil {
+		return nil, err
 	}
-	// The answer goes out only once this transaction has committed.
-	return n.joinAnswer(nodeID, c.Tx)
+	c, err := cococrypto.IssueCert(joiner.PublicKey, cococrypto.CertOptions{
+		CommonName: "coco node " + nodeID[:16], Hosts: certHosts(rpcAddr, nodeAddr), Validity: 365 * 24 * time.Hour,
+		ServerAuth: true, ClientAuth: true,
+	}, n.id.serviceCert, n.id.serviceKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: endorse joining node: %w", err)
+	}
+	return c, nil
+}
+
+// endorsedByService reports whether a node record's certificate was issued
+// by the service (a joiner's own certificate is self-signed).
+func (n *Node) endorsedByService(certPEM string) bool {
+	c, err := cococrypto.ParseCertPEM([]byte(certPEM))
+	return err == nil && c.CheckSignatureFrom(n.id.serviceCert) == nil
 }
 
 // joinAnswer is the answer to a trusted node: its endorsed certificate, the

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/cocoledger/coco/consensus/transport"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/gov"
+	"github.com/cocoledger/coco/gov/constitution"
 	"github.com/cocoledger/coco/kv"
 	"github.com/cocoledger/coco/ledger"
 )
@@ -38,16 +40,23 @@ type Config struct {
 	// existing service rather than create one. Once joined, the node
 	// restarts from its data directory and Join only seeds its peers.
 	Join *JoinConfig
-	// AutoTrustJoiners makes this node, while primary, trust joining nodes
-	// at once. Until governance lands (transition_node_to_trusted) it is the
-	// only way a joiner becomes Trusted; the sandbox sets it.
-	AutoTrustJoiners bool
 	// ElectionTimeout is how long a backup waits without hearing from the
 	// primary before it starts an election; default 10 ticks (500ms).
 	ElectionTimeout time.Duration
-	// UserCerts are PEM certificate files registered as users when the node
-	// starts (until governance lands, this is how users are added).
-	UserCerts []string
+	// Members are the consortium of a new service: its genesis transaction
+	// records them (Accepted; each becomes Active by acknowledging the
+	// state digest). Required to start a new service, ignored otherwise:
+	// from then on, members change only through proposals.
+	Members []MemberConfig
+	// ConstitutionFile is the JavaScript constitution of a new service;
+	// empty means the default one (gov/constitution/js).
+	ConstitutionFile string
+	// RecoveryThreshold of a new service (stored for recovery); 0 means 1
+	// when any member holds an encryption key.
+	RecoveryThreshold int
+	// GovLimits bound constitution and ballot calls; zero fields take
+	// the defaults (1s per call).
+	GovLimits constitution.Limits
 	Apps      []app.Application
 
 	MaxBodySize     int64         // default 1 MiB
@@ -76,6 +85,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// MemberConfig names a genesis member's files.
+type MemberConfig struct {
+	CertFile string
+	// EncryptionKeyFile is the member's RSA public key PEM for recovery
+	// shares; optional.
+	EncryptionKeyFile string
+}
+
 // Node is a running coco node.
 type Node struct {
 	cfg     Config
@@ -86,7 +103,9 @@ type Node struct {
 	cons    *consensus.Node
 	hist    *historyIndex
 	metrics *metrics
-	routes  map[string]map[string]*route
+	routes  *router
+	gov     *gov.Governance
+	open    atomic.Bool // the service is Open: applications serve requests
 	srv     *http.Server
 	ln      net.Listener
 	tr      *transport.Transport
@@ -114,13 +133,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("node: a data directory is required")
 	}
-	if cfg.AutoTrustJoiners && !loopback(cfg.RPCAddress) {
-		return nil, fmt.Errorf("node: refusing to trust joining nodes automatically on %s: it hands the service's secrets to anyone who can reach that address; it is for development on 127.0.0.1 until governance trusts nodes", cfg.RPCAddress)
-	}
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, LedgerDir), 0o700); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, store: kv.NewStore(), consDone: make(chan struct{}), membershipCh: make(chan struct{}, 1)}
+	n.gov = gov.New(gov.Config{Limits: cfg.GovLimits, Logger: cfg.Logger.With("component", "gov")})
 	started := false
 	defer func() {
 		if !started {
@@ -169,6 +186,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	newService := n.led.LastIndex() == 0 && cfg.Join == nil && !joinedBefore
+	var genesis *gov.Genesis
+	if newService {
+		// Read before anything is created: a typo in a file name must not
+		// leave a half-made service behind.
+		if genesis, err = cfg.genesis(); err != nil {
+			return nil, err
+		}
+	}
 	nodeKey, err := loadOrCreateNodeKey(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -259,7 +284,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err := n.waitWritable(ctx); err != nil {
 			return nil, err
 		}
-		if err := n.registerService(ctx, nodeLn.Addr().String()); err != nil {
+		if err := n.registerService(ctx, nodeLn.Addr().String(), genesis); err != nil {
 			return nil, err
 		}
 	}
@@ -309,38 +334,24 @@ func (n *Node) waitWritable(ctx context.Context) error {
 	return nil
 }
 
-// registerService writes the genesis state of a new service (service info,
-// this node) and registers the configured users that are not yet known.
-func (n *Node) registerService(ctx context.Context, nodeAddr string) error {
-	users := map[string][]byte{}
-	for _, path := range n.cfg.UserCerts {
-		cert, err := cococrypto.ReadCertFile(path)
-		if err != nil {
-			return fmt.Errorf("node: user certificate: %w", err)
-		}
-		users[cococrypto.CertID(cert)] = cococrypto.EncodeCertPEM(cert)
-	}
+// registerService records this node in the service it runs alone: with
+// genesis, the governance state of a new service too (service Opening,
+// members, constitution), in the same transaction.
+func (n *Node) registerService(ctx context.Context, nodeAddr string, genesis *gov.Genesis) error {
 	// The bound address, not the configured one (which may say port 0).
 	addr := n.ln.Addr().String()
 	for attempt := 0; ; attempt++ {
 		tx := n.store.Begin()
-		if _, ok := tx.Get(gov.ServiceInfo, gov.ServiceKey); !ok {
-			svc, _ := json.Marshal(gov.Service{Status: gov.StatusOpen, Cert: string(cococrypto.EncodeCertPEM(n.id.serviceCert))})
-			if err := tx.Put(gov.ServiceInfo, gov.ServiceKey, svc); err != nil {
-				return err
+		if _, ok := tx.Get(gov.ServiceInfo, gov.ServiceKey); !ok && genesis != nil {
+			genesis.ServiceCert = n.id.serviceCert
+			if err := gov.WriteGenesis(tx, *genesis); err != nil {
+				return fmt.Errorf("node: %w", err)
 			}
 		}
 		info, _ := json.Marshal(gov.NodeInfo{NodeID: n.id.nodeID, RaftID: n.id.raftID, Status: gov.NodeTrusted, Cert: string(n.id.nodeCertPEM), RPCAddress: addr, NodeAddress: nodeAddr})
 		if old, ok := tx.Get(gov.NodesInfo, n.id.nodeID); !ok || string(old) != string(info) {
 			if err := tx.Put(gov.NodesInfo, n.id.nodeID, info); err != nil {
 				return err
-			}
-		}
-		for id, pem := range users {
-			if _, ok := tx.Get(gov.UsersCerts, id); !ok {
-				if err := tx.Put(gov.UsersCerts, id, pem); err != nil {
-					return err
-				}
 			}
 		}
 		if !tx.HasWrites() {
@@ -357,12 +368,61 @@ func (n *Node) registerService(ctx context.Context, nodeAddr string) error {
 	}
 }
 
+// genesis reads the files that make a new service's governance state.
+func (c *Config) genesis() (*gov.Genesis, error) {
+	if len(c.Members) == 0 {
+		return nil, errors.New("node: a new service needs at least one member (--member): nobody could govern it otherwise")
+	}
+	g := &gov.Genesis{Constitution: constitution.Default(), RecoveryThreshold: c.RecoveryThreshold}
+	if c.ConstitutionFile != "" {
+		b, err := os.ReadFile(c.ConstitutionFile)
+		if err != nil {
+			return nil, fmt.Errorf("node: constitution: %w", err)
+		}
+		if _, err := constitution.Parse(string(b)); err != nil {
+			return nil, fmt.Errorf("node: constitution %s: %w", c.ConstitutionFile, err)
+		}
+		g.Constitution = string(b)
+	}
+	for _, m := range c.Members {
+		cert, err := cococrypto.ReadCertFile(m.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("node: member certificate: %w", err)
+		}
+		gm := gov.Member{Cert: cert}
+		if m.EncryptionKeyFile != "" {
+			b, err := os.ReadFile(m.EncryptionKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("node: member encryption key: %w", err)
+			}
+			pub, err := cococrypto.ParsePublicKeyPEM(b)
+			if err != nil {
+				return nil, fmt.Errorf("node: member encryption key %s: %w", m.EncryptionKeyFile, err)
+			}
+			if _, ok := pub.(*rsa.PublicKey); !ok {
+				return nil, fmt.Errorf("node: member encryption key %s: an RSA public key is required, not %T", m.EncryptionKeyFile, pub)
+			}
+			gm.EncryptionKeyPEM = b
+		}
+		g.Members = append(g.Members, gm)
+	}
+	return g, nil
+}
+
 func (n *Node) onCommit(c consensus.CommittedTx) {
 	n.hist.record(c.TxID.Seqno, c.WriteSet)
 	n.metrics.committed.Inc()
 	for _, m := range c.WriteSet.Maps {
-		if m.Name == gov.NodesInfo {
+		switch m.Name {
+		case gov.NodesInfo:
 			n.signalMembership()
+		case gov.ServiceInfo:
+			for _, w := range m.Writes {
+				var svc gov.Service
+				if w.Key == gov.ServiceKey && !w.Deleted && json.Unmarshal(w.Value, &svc) == nil {
+					n.open.Store(svc.Status == gov.StatusOpen)
+				}
+			}
 		}
 	}
 }

@@ -29,8 +29,9 @@ type testNode struct {
 
 func startTestNode(t *testing.T, dir string, userCert string, userTLS tls.Certificate) *testNode {
 	t.Helper()
+	member := newTestMember(t)
 	cfg := Config{
-		DataDir: dir, RPCAddress: "127.0.0.1:0", UserCerts: []string{userCert},
+		DataDir: dir, RPCAddress: "127.0.0.1:0", Members: []MemberConfig{{CertFile: member.certPath}},
 		Apps: []app.Application{logging.App{}}, TickInterval: 5 * time.Millisecond, SigInterval: 10 * time.Millisecond,
 		MaxBodySize: 4096,
 	}
@@ -42,6 +43,13 @@ func startTestNode(t *testing.T, dir string, userCert string, userTLS tls.Certif
 	svc, err := cococrypto.ReadCertFile(n.ServiceCertPath())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !n.open.Load() { // a new service; a restarted one was opened before
+		uc, err := cococrypto.ReadCertFile(userCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		openService(t, member.client(t, n.Addr(), n.ServiceCertPath()), uc)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(svc)

@@ -18,11 +18,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	cococrypto "github.com/cocoledger/coco/crypto"
+	govclient "github.com/cocoledger/coco/gov/client"
 )
 
 // Info is the content of sandbox.json.
@@ -136,33 +139,27 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	procs := make([]*nodeProc, 0, len(info.Nodes))
 	defer func() { stopAll(procs, cfg.Logger) }()
-	// A new service: the first node creates it, then the others join it.
-	// A restart: every node resumes from its data directory at once (a
-	// majority must be up before any of them can be primary).
-	first := len(info.Nodes)
 	if fresh {
-		first = 1
-	}
-	for i := range info.Nodes[:first] {
-		p, err := startNode(&info.Nodes[i])
-		if err != nil {
-			return err
-		}
-		procs = append(procs, p)
-	}
-	if fresh {
-		if err := waitOpen(ctx, info, procs, 1); err != nil {
-			return err
-		}
-		for i := range info.Nodes[first:] {
-			p, err := startNode(&info.Nodes[first+i])
+		// A new service: the first node creates it, the members open it
+		// through governance, and the others join it, trusted by
+		// proposals.
+		err = openService(ctx, cfg.Logger, info, &procs)
+	} else {
+		// A restart: every node resumes from its data directory at once (a
+		// majority must be up before any of them can be primary); the
+		// service's state, open or not, is in the ledger.
+		for i := range info.Nodes {
+			p, err := startNode(&info.Nodes[i])
 			if err != nil {
 				return err
 			}
 			procs = append(procs, p)
 		}
+		err = waitFor(ctx, info, procs, "the service to open", func(ctx context.Context) error {
+			return checkNodes(ctx, info, len(info.Nodes), true)
+		})
 	}
-	if err := waitOpen(ctx, info, procs, len(info.Nodes)); err != nil {
+	if err != nil {
 		return err
 	}
 	for i := range info.Nodes {
@@ -236,6 +233,14 @@ func installBinary(src, dir string) (string, error) {
 // create makes the keys of a new sandbox and the nodes' command lines.
 func create(cfg Config, bin string) (*Info, error) {
 	dir := cfg.Dir
+	if cfg.Members < 1 {
+		return nil, fmt.Errorf("sandbox: --members must be at least 1 to create a service (got %d)", cfg.Members)
+	}
+	// Data left by a start that never got as far as sandbox.json belongs
+	// to a service whose members' keys are gone with it.
+	if _, err := os.Stat(filepath.Join(dir, "node0", "ledger")); err == nil {
+		return nil, fmt.Errorf("sandbox: %s holds a node's ledger but no sandbox.json (an earlier start did not finish?); remove the directory to create a new sandbox", dir)
+	}
 	info := &Info{ChainID: DefaultChainID}
 	keys := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
@@ -264,7 +269,6 @@ func create(cfg Config, bin string) (*Info, error) {
 		}
 		info.Members = append(info.Members, MemberInfo{Name: name, ID: id, Cert: cert, Key: key, EncKey: encPath})
 	}
-	var userCerts []string
 	for i := 0; i < cfg.Users; i++ {
 		name := "user" + strconv.Itoa(i)
 		id, cert, key, err := newIdentity(keys, name)
@@ -280,7 +284,6 @@ func create(cfg Config, bin string) (*Info, error) {
 			return nil, err
 		}
 		info.Users = append(info.Users, UserInfo{Name: name, ID: id, Cert: cert, Key: key, EthAddress: addr, EthKey: ethPath})
-		userCerts = append(userCerts, cert)
 	}
 	info.ServiceCert = filepath.Join(dir, "node0", "service_cert.pem")
 	taken := map[string]bool{}
@@ -294,22 +297,28 @@ func create(cfg Config, bin string) (*Info, error) {
 			return nil, err
 		}
 		data := filepath.Join(dir, "node"+strconv.Itoa(i))
-		// Every node trusts joiners while it is primary: there is no
-		// governance to do it yet.
+		// node0 creates the service with every member; the others join it
+		// and stay Pending until the members trust them.
 		var args []string
 		if i == 0 {
-			args = []string{bin, "node", "start", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr, "--auto-trust-joiners"}
-			for _, c := range userCerts {
-				args = append(args, "--user-cert", c)
+			args = []string{bin, "node", "start", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr}
+			for _, m := range info.Members {
+				args = append(args, "--member", m.Cert+","+encPubKeyPath(m))
 			}
 		} else {
-			args = []string{bin, "node", "join", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr, "--auto-trust-joiners",
+			args = []string{bin, "node", "join", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr,
 				"--target", info.Nodes[0].RPCAddress, "--service-cert", info.ServiceCert}
 		}
 		args = append(args, cfg.NodeArgs...)
 		info.Nodes = append(info.Nodes, NodeInfo{RPCAddress: rpc, NodeAddress: nodeAddr, DataDir: data, Args: args})
 	}
 	return info, nil
+}
+
+// encPubKeyPath is the public half of a member's encryption key, written
+// next to its private key (MemberInfo.EncKey) by create.
+func encPubKeyPath(m MemberInfo) string {
+	return strings.TrimSuffix(m.EncKey, "_enc_privk.pem") + "_enc_pubk.pem"
 }
 
 func newIdentity(dir, name string) (id, certPath, keyPath string, err error) {
@@ -402,31 +411,45 @@ func stopAll(procs []*nodeProc, log *slog.Logger) {
 	}
 }
 
-// waitOpen waits until the first count nodes answer, the service is Open
-// and each of them is a voter serving requests. A node process that exits
-// meanwhile fails it at once: whatever answers on its address is not the
-// node this sandbox started.
-func waitOpen(ctx context.Context, info *Info, procs []*nodeProc, count int) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+// waitFor polls check until it succeeds, for at most startTimeout. A node
+// process that exits meanwhile fails it at once: whatever answers on its
+// address is not the node this sandbox started.
+func waitFor(ctx context.Context, info *Info, procs []*nodeProc, what string, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	for {
-		for _, p := range procs {
-			select {
-			case <-p.done:
-				return fmt.Errorf("sandbox: node process %d exited during start-up (%v); see %s", p.cmd.Process.Pid, p.cmd.ProcessState, p.log)
-			default:
-			}
+		if err := exited(procs); err != nil {
+			return err
 		}
-		err := checkOpen(ctx, info, count)
+		err := check(ctx)
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sandbox: service did not open (see %s): %w", filepath.Join(info.Nodes[0].DataDir, "node.log"), err)
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Errorf("sandbox: timed out waiting for %s (see %s): %w", what, filepath.Join(info.Nodes[0].DataDir, "node.log"), err)
+		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// startTimeout bounds each wait of a sandbox's start-up; pollInterval is
+// how often it checks.
+const (
+	startTimeout = 60 * time.Second
+	pollInterval = 50 * time.Millisecond
+)
+
+// exited fails if any node process has exited.
+func exited(procs []*nodeProc) error {
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			return fmt.Errorf("sandbox: node process %d exited during start-up (%v); see %s", p.cmd.Process.Pid, p.cmd.ProcessState, p.log)
+		default:
+		}
+	}
+	return nil
 }
 
 // GetJSON GETs https://addr/path with client and decodes the answer into v
@@ -450,66 +473,211 @@ func GetJSON(ctx context.Context, client *http.Client, addr, path string, v any)
 	return json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v)
 }
 
-func checkOpen(ctx context.Context, info *Info, count int) error {
+// nodeRecord is one node of GET /node/network/nodes.
+type nodeRecord struct {
+	NodeID     string `json:"node_id"`
+	RPCAddress string `json:"rpc_address"`
+	Status     string `json:"status"`
+	Membership string `json:"membership"`
+}
+
+// serviceClient is an HTTPS client that trusts the service certificate.
+func serviceClient(info *Info) (*http.Client, error) {
 	pem, err := os.ReadFile(info.ServiceCert)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("sandbox: %s holds no certificate", info.ServiceCert)
+		return nil, fmt.Errorf("sandbox: %s holds no certificate", info.ServiceCert)
 	}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}}, nil
+}
+
+// nodesOf is GET /node/network/nodes of the node at addr.
+func nodesOf(ctx context.Context, client *http.Client, addr string) ([]nodeRecord, error) {
+	var nodes struct {
+		Nodes []nodeRecord `json:"nodes"`
+	}
+	if err := GetJSON(ctx, client, addr, "/node/network/nodes", &nodes); err != nil {
+		return nil, err
+	}
+	return nodes.Nodes, nil
+}
+
+// checkNodes succeeds once each of the first count nodes serves requests
+// and sees all of them as trusted voters, and, if open, reports the
+// service Open.
+func checkNodes(ctx context.Context, info *Info, count int, open bool) error {
+	client, err := serviceClient(info)
+	if err != nil {
+		return err
+	}
 	defer client.CloseIdleConnections()
-	get := func(addr, path string, v any) error { return GetJSON(ctx, client, addr, path, v) }
 	for _, n := range info.Nodes[:count] {
-		var nodes struct {
-			Nodes []struct {
-				RPCAddress string `json:"rpc_address"`
-				Status     string `json:"status"`
-				Membership string `json:"membership"`
-			} `json:"nodes"`
-		}
-		if err := get(n.RPCAddress, "/node/ready/app", nil); err != nil {
+		if err := GetJSON(ctx, client, n.RPCAddress, "/node/ready/app", nil); err != nil {
 			return err
 		}
-		if err := get(n.RPCAddress, "/node/network/nodes", &nodes); err != nil {
+		nodes, err := nodesOf(ctx, client, n.RPCAddress)
+		if err != nil {
 			return err
 		}
 		for _, want := range info.Nodes[:count] {
-			found := false
-			for _, got := range nodes.Nodes {
-				if got.RPCAddress == want.RPCAddress && got.Status == "Trusted" && got.Membership == "Voter" {
-					found = true
-				}
-			}
-			if !found {
+			if !slices.ContainsFunc(nodes, func(got nodeRecord) bool {
+				return got.RPCAddress == want.RPCAddress && got.Status == "Trusted" && got.Membership == "Voter"
+			}) {
 				return fmt.Errorf("%s does not yet see %s as a trusted voter", n.RPCAddress, want.RPCAddress)
 			}
 		}
 	}
+	if !open {
+		return nil
+	}
 	for _, n := range info.Nodes[:count] {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+n.RPCAddress+"/node/network", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
 		var net struct {
 			Status string `json:"service_status"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&net)
-		resp.Body.Close()
-		if err != nil {
+		if err := GetJSON(ctx, client, n.RPCAddress, "/node/network", &net); err != nil {
 			return err
 		}
 		if net.Status != "Open" {
-			return fmt.Errorf("service is %s", net.Status)
+			return fmt.Errorf("%s: the service is %s", n.RPCAddress, net.Status)
 		}
 	}
 	return nil
+}
+
+// openService starts a new service: node0 creates it; every member
+// acknowledges the state digest (becoming Active); the other nodes join
+// and the members trust each once it is Pending; once every node is a
+// trusted voter, the members register the users and open the service.
+// Started processes are appended to procs as they start.
+func openService(ctx context.Context, log *slog.Logger, info *Info, procs *[]*nodeProc) error {
+	p, err := startNode(&info.Nodes[0])
+	if err != nil {
+		return err
+	}
+	*procs = append(*procs, p)
+	node0 := info.Nodes[0].RPCAddress
+	if err := waitFor(ctx, info, *procs, "node0 to serve", func(ctx context.Context) error {
+		return checkNodes(ctx, info, 1, false)
+	}); err != nil {
+		return err
+	}
+
+	// Each governance request is bounded by the client's timeout.
+	members := make([]*govclient.Client, len(info.Members))
+	for i, m := range info.Members {
+		if members[i], err = govclient.Load(node0, info.ServiceCert, m.Cert, m.Key); err != nil {
+			return fmt.Errorf("sandbox: %s: %w", m.Name, err)
+		}
+		defer members[i].Close()
+		if err := members[i].Ack(ctx); err != nil {
+			return fmt.Errorf("sandbox: %s acknowledges the state digest: %w", m.Name, err)
+		}
+	}
+	pass := func(what string, p govclient.Proposal) error {
+		v, err := govclient.Pass(ctx, members[0], members, p)
+		if err != nil {
+			return fmt.Errorf("sandbox: %s: %w", what, err)
+		}
+		log.Debug("proposal accepted", "what", what, "proposal_id", v.ProposalID)
+		return nil
+	}
+
+	for i := range info.Nodes[1:] {
+		p, err := startNode(&info.Nodes[1+i])
+		if err != nil {
+			return err
+		}
+		*procs = append(*procs, p)
+	}
+	if err := trustJoiners(ctx, log, info, *procs, pass); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, info, *procs, "every node to be a trusted voter", func(ctx context.Context) error {
+		return checkNodes(ctx, info, len(info.Nodes), false)
+	}); err != nil {
+		return err
+	}
+
+	var open govclient.Proposal
+	for _, u := range info.Users {
+		cert, err := os.ReadFile(u.Cert)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		open.Actions = append(open.Actions, govclient.Action{Name: "set_user", Args: map[string]any{"cert": string(cert)}})
+	}
+	open.Actions = append(open.Actions, govclient.Action{Name: "transition_service_to_open"})
+	if err := pass("register the users and open the service", open); err != nil {
+		return err
+	}
+	log.Info("members opened the service", "members", len(info.Members), "users", len(info.Users))
+	return waitFor(ctx, info, *procs, "the service to open", func(ctx context.Context) error {
+		return checkNodes(ctx, info, len(info.Nodes), true)
+	})
+}
+
+// trustJoiners passes transition_node_to_trusted for each joining node
+// (info.Nodes[1:]) once node0 lists it as Pending, until node0 lists every
+// one of them as Trusted.
+func trustJoiners(ctx context.Context, log *slog.Logger, info *Info, procs []*nodeProc, pass func(string, govclient.Proposal) error) error {
+	client, err := serviceClient(info)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	joiners := map[string]bool{} // rpc address -> trusted
+	for _, n := range info.Nodes[1:] {
+		joiners[n.RPCAddress] = false
+	}
+	proposed := map[string]bool{} // node id
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	for {
+		if err := exited(procs); err != nil {
+			return err
+		}
+		nodes, err := nodesOf(ctx, client, info.Nodes[0].RPCAddress)
+		if err == nil {
+			for _, n := range nodes {
+				if _, ours := joiners[n.RPCAddress]; !ours {
+					continue
+				}
+				switch n.Status {
+				case "Trusted":
+					joiners[n.RPCAddress] = true
+				case "Pending":
+					if proposed[n.NodeID] {
+						continue
+					}
+					proposed[n.NodeID] = true
+					if err := pass("trust node "+n.NodeID, govclient.Proposal{Actions: []govclient.Action{
+						{Name: "transition_node_to_trusted", Args: map[string]any{"node_id": n.NodeID}},
+					}}); err != nil {
+						return err
+					}
+					log.Info("members trusted a joining node", "node_id", n.NodeID, "rpc_address", n.RPCAddress)
+				}
+			}
+			trusted := 0
+			for _, ok := range joiners {
+				if ok {
+					trusted++
+				}
+			}
+			if trusted == len(joiners) {
+				return nil
+			}
+			err = fmt.Errorf("%d of %d joining nodes trusted", trusted, len(joiners))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox: timed out waiting for the joining nodes (see their node.log): %w", err)
+		case <-time.After(pollInterval):
+		}
+	}
 }
 
 func readNodeID(dataDir string) (string, error) {

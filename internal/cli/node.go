@@ -24,8 +24,11 @@ func newNodeCmd() *cobra.Command {
 func newNodeStartCmd() *cobra.Command {
 	return nodeRunCmd("start", "Start a node; a new data directory starts a new service",
 		`Start a node on DATA-DIR. If DATA-DIR holds no ledger, the node creates a new
-service (service identity, ledger secret) and is its only voter; other nodes
-then join it with "coco node join". Otherwise it restarts on its ledger with
+service (service identity, ledger secret) with the --member members and is
+its only voter. The service is Opening: application endpoints answer 503
+ServiceNotOpen until the members, each Active once it acknowledged the state
+digest (coco gov ack), pass a transition_service_to_open proposal. Other nodes
+join it with "coco node join". Otherwise it restarts on its ledger with
 the same identity and resumes the service with its peers.
 The node runs until SIGINT or SIGTERM.`, false)
 }
@@ -34,10 +37,11 @@ func newNodeJoinCmd() *cobra.Command {
 	return nodeRunCmd("join", "Start a node that joins an existing service",
 		`Start a node on an empty DATA-DIR that joins the service of the node at
 --target (any node's HTTPS address), whose service certificate --service-cert
-it pins. The node stays Pending until the service trusts it (today: a primary
-started with --auto-trust-joiners; with governance: transition_node_to_trusted);
-it then receives the service identity and ledger secrets over the mutually
-authenticated channel, catches up from its peers and becomes a voter.
+it pins. The node stays Pending (see GET /node/network/nodes) until the
+members pass a transition_node_to_trusted {node_id} proposal (coco gov propose
+--action transition_node_to_trusted --arg node_id=ID); it then receives the
+service identity and ledger secrets over the mutually authenticated channel,
+catches up from its peers and becomes a voter.
 Running the same command again restarts the joined node on its DATA-DIR.
 The node runs until SIGINT or SIGTERM.`, true)
 }
@@ -89,14 +93,15 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 	f.StringVar(&cfg.RPCAddress, "rpc-address", "127.0.0.1:8000", "host:port of the HTTPS API")
 	f.StringVar(&cfg.NodeAddress, "node-address", "127.0.0.1:0", "host:port of the node-to-node listener (mutual TLS); give a fixed port in multi-node services")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 500*time.Millisecond, "a backup that hears nothing from the primary this long starts an election")
-	f.BoolVar(&cfg.AutoTrustJoiners, "auto-trust-joiners", false, "trust nodes that join at once, while this node is primary (development only, until governance lands)")
 	if join {
 		f.StringVar(&jc.Target, "target", "", "host:port of any node of the service to join")
 		f.StringVar(&jc.ServiceCertFile, "service-cert", "", "the service certificate (service_cert.pem) the target must present")
 		_ = cmd.MarkFlagRequired("target")
 		_ = cmd.MarkFlagRequired("service-cert")
 	} else {
-		f.StringArrayVar(&cfg.UserCerts, "user-cert", nil, "user certificate PEM file to register when the service is created (repeatable)")
+		f.Var(&memberFlag{&cfg.Members}, "member", "CERT[,ENC_PUBKEY]: a member of the new service: certificate PEM file and optional RSA public key PEM file for recovery shares (repeatable; at least one to create a service)")
+		f.StringVar(&cfg.ConstitutionFile, "constitution", "", "JavaScript constitution of the new service (default: the built-in one, majority of active members)")
+		f.IntVar(&cfg.RecoveryThreshold, "recovery-threshold", 0, "members' shares needed to recover the new service (default 1 when any member has an encryption key)")
 	}
 	f.Int64Var(&cfg.MaxBodySize, "max-body-size", 1<<20, "largest request body accepted, in bytes")
 	f.Int64Var(&cfg.LedgerChunkSize, "ledger-chunk-size", 4<<20, "ledger chunk file size before rotation, in bytes")
@@ -139,4 +144,19 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// memberFlag parses --member CERT[,ENC_PUBKEY].
+type memberFlag struct{ members *[]node.MemberConfig }
+
+func (f *memberFlag) String() string { return "" }
+func (f *memberFlag) Type() string   { return "CERT[,ENC_PUBKEY]" }
+
+func (f *memberFlag) Set(v string) error {
+	cert, enc, _ := strings.Cut(v, ",")
+	if cert == "" {
+		return errors.New("a member certificate file is required")
+	}
+	*f.members = append(*f.members, node.MemberConfig{CertFile: cert, EncryptionKeyFile: enc})
+	return nil
 }

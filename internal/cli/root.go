@@ -39,6 +39,7 @@ func newRootCmd() *cobra.Command {
 		newReceiptCmd(),
 		newNodeCmd(),
 		newSandboxCmd(),
+		newGovCmd(),
 		newBenchCmd(),
 	)
 	return root

@@ -1,11 +1,12 @@
 // Package testproc runs the real coco binary for tests that exercise whole
 // processes (test/e2e, test/linearizability): it builds the binary, starts
 // it in a process group of its own with its output in a log file, stops or
-// kills it, and makes the user certificates such tests present. Only test
-// code imports it.
+// kills it, makes the member and user certificates such tests present, and
+// opens a new service through governance. Only test code imports it.
 package testproc
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	govclient "github.com/cocoledger/coco/gov/client"
 )
 
 // Build compiles cmd/coco into a new temporary directory. cleanup removes it.
@@ -160,7 +163,8 @@ type User struct {
 }
 
 // NewUser writes DIR/NAME_cert.pem and DIR/NAME_privk.pem (0600), a fresh
-// identity that `coco node start --user-cert` can register.
+// identity: a member (`coco node start --member DIR/NAME_cert.pem`) or a
+// user that OpenService registers.
 func NewUser(dir, name string) (User, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -194,4 +198,34 @@ func NewUser(dir, name string) (User, error) {
 		return User{}, err
 	}
 	return u, nil
+}
+
+// OpenService opens a new service (as `coco node start --member
+// member.CertPath` created it) through governance, talking to the node at
+// addr that presents a certificate of the service certificate in
+// serviceCertPath: the member acknowledges the state digest and, as the
+// only member, passes one proposal that registers users and opens the
+// service.
+func OpenService(ctx context.Context, addr, serviceCertPath string, member User, users ...User) error {
+	c, err := govclient.Load(addr, serviceCertPath, member.CertPath, member.KeyPath)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Ack(ctx); err != nil {
+		return fmt.Errorf("acknowledge the state digest: %w", err)
+	}
+	var p govclient.Proposal
+	for _, u := range users {
+		cert, err := os.ReadFile(u.CertPath)
+		if err != nil {
+			return err
+		}
+		p.Actions = append(p.Actions, govclient.Action{Name: "set_user", Args: map[string]any{"cert": string(cert)}})
+	}
+	p.Actions = append(p.Actions, govclient.Action{Name: "transition_service_to_open"})
+	if _, err := govclient.Pass(ctx, c, []*govclient.Client{c}, p); err != nil {
+		return fmt.Errorf("open the service: %w", err)
+	}
+	return nil
 }

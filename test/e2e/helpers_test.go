@@ -423,14 +423,27 @@ type node struct {
 	user          identity
 }
 
-// startNode starts a new single-node service in dir/node with one user
-// certificate and extra flags; its output goes to DATA/node.log.
+// startNode starts a new single-node service in dir/node with one member
+// and extra flags, and has the member register one user and open the
+// service; its output goes to DATA/node.log.
 func startNode(t testing.TB, dir string, extra ...string) *node {
 	t.Helper()
-	user := newIdentity(t, dir, "user0")
-	n := &node{dataDir: filepath.Join(dir, "node"), addr: freeAddr(t), user: user}
-	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--user-cert", user.cert}, extra...)
+	member, err := testproc.NewUser(dir, "member0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := testproc.NewUser(dir, "user0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{dataDir: filepath.Join(dir, "node"), addr: freeAddr(t), user: identity{cert: user.CertPath, key: user.KeyPath}}
+	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--member", member.CertPath}, extra...)
 	n.restart(t)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := testproc.OpenService(ctx, n.addr, n.serviceCert(), member, user); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 

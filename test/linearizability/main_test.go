@@ -68,10 +68,15 @@ type node struct {
 
 var _ Restartable = (*node)(nil)
 
-// startNode creates a single-node service in dir with one user and waits
-// until it serves. t.Cleanup stops it.
+// startNode creates a single-node service in dir with one member, which
+// registers one user and opens the service, and waits until it serves.
+// t.Cleanup stops it.
 func startNode(t testing.TB, dir string, extra ...string) *node {
 	t.Helper()
+	member, err := testproc.NewUser(dir, "member0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	user, err := testproc.NewUser(dir, "user0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +87,7 @@ func startNode(t testing.TB, dir string, extra ...string) *node {
 	}
 	n := &node{t: t, dataDir: filepath.Join(dir, "node"), addr: addr, user: user.TLS}
 	n.logPath = filepath.Join(dir, "node.log")
-	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--user-cert", user.CertPath}, extra...)
+	n.args = append([]string{"node", "start", "--data-dir", n.dataDir, "--rpc-address", n.addr, "--member", member.CertPath}, extra...)
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -92,6 +97,9 @@ func startNode(t testing.TB, dir string, extra ...string) *node {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := testproc.OpenService(ctx, n.addr, filepath.Join(n.dataDir, "service_cert.pem"), member, user); err != nil {
 		t.Fatal(err)
 	}
 	return n
