@@ -86,9 +86,9 @@ type testUser struct {
 type cluster struct {
 	t      *testing.T
 	nodes  []*testNode
-	pool   *x509.CertPool // the service certificate
-	users  []*testUser    // users[0] and users[1] are registered
-	member *testMember    // the only member; Active
+	pool   *x509.CertPool    // the service certificate
+	users  []*testUser       // users[0] and users[1] are registered
+	member *testMember       // the only member; Active
 	gov    *govclient.Client // the member's client of node 0
 	anon   *http.Client
 	closed map[*testNode]bool

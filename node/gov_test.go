@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
