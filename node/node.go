@@ -277,7 +277,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 
 	// A new service, or one this node runs alone, is writable as soon as
-	// this node leads; it then records itself (and its configured users).
+	// this node leads; it then records itself (and, for a new service, its genesis governance state).
 	// A node of a multi-node service serves as a backup until it is
 	// elected, and its record is kept by the joins and the primary.
 	if conf := n.cons.Membership(); newService || (len(conf.Voters) == 1 && conf.Voters[0] == n.id.raftID) {
@@ -493,19 +493,6 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("node stopped")
 	return err
-}
-
-// loopback reports whether addr's host is a loopback address or localhost.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // lockDataDir takes an exclusive lock on the data directory for the life of
