@@ -406,6 +406,16 @@ func (c *Config) genesis() (*gov.Genesis, error) {
 		}
 		g.Members = append(g.Members, gm)
 	}
+	// Checked here, before anything is created, as WriteGenesis will.
+	recovery := 0
+	for _, m := range g.Members {
+		if len(m.EncryptionKeyPEM) > 0 {
+			recovery++
+		}
+	}
+	if c.RecoveryThreshold < 0 || c.RecoveryThreshold > recovery {
+		return nil, fmt.Errorf("node: recovery threshold %d must be from 0 to the %d members given an encryption key", c.RecoveryThreshold, recovery)
+	}
 	return g, nil
 }
 
