@@ -114,17 +114,11 @@ type KV = constitution.KV
 // acknowledging the state digest), the constitution and the service
 // configuration. It refuses a genesis nobody could ever govern.
 func WriteGenesis(tx KV, g Genesis) error {
-	if len(g.Members) == 0 {
-		return errors.New("gov: a new service needs at least one member")
-	}
 	if g.ServiceCert == nil {
 		return errors.New("gov: a new service needs its service certificate")
 	}
-	if g.RecoveryThreshold < 0 {
-		return fmt.Errorf("gov: recovery threshold %d is negative", g.RecoveryThreshold)
-	}
-	if _, err := constitution.Parse(g.Constitution); err != nil {
-		return fmt.Errorf("gov: constitution: %w", err)
+	if err := g.Check(); err != nil {
+		return err
 	}
 	svc, err := json.Marshal(Service{Status: StatusOpening, Cert: string(cococrypto.EncodeCertPEM(g.ServiceCert))})
 	if err != nil {
@@ -134,14 +128,8 @@ func WriteGenesis(tx KV, g Genesis) error {
 		return err
 	}
 	recovery := 0
-	for i, m := range g.Members {
-		if m.Cert == nil {
-			return fmt.Errorf("gov: member %d has no certificate", i)
-		}
+	for _, m := range g.Members {
 		id := cococrypto.CertID(m.Cert)
-		if _, ok := tx.Get(MembersCerts, id); ok {
-			return fmt.Errorf("gov: member %s is given twice", id)
-		}
 		if err := tx.Put(MembersCerts, id, cococrypto.EncodeCertPEM(m.Cert)); err != nil {
 			return err
 		}
@@ -163,9 +151,6 @@ func WriteGenesis(tx KV, g Genesis) error {
 	if threshold == 0 && recovery > 0 {
 		threshold = 1
 	}
-	if threshold > recovery {
-		return fmt.Errorf("gov: recovery threshold %d is above the %d members holding an encryption key", threshold, recovery)
-	}
 	cfg, err := json.Marshal(ServiceConfiguration{RecoveryThreshold: threshold})
 	if err != nil {
 		return err
@@ -174,6 +159,42 @@ func WriteGenesis(tx KV, g Genesis) error {
 		return err
 	}
 	return tx.Put(Constitution, ConstitutionKey, []byte(g.Constitution))
+}
+
+// Check refuses a genesis nobody could govern or recover: no members, a
+// member without a certificate or given twice, a recovery threshold
+// outside 0 to the number of members holding an encryption key, or a
+// constitution that does not compile. It needs no service certificate, so
+// a node checks its configuration before it creates anything.
+func (g Genesis) Check() error {
+	if len(g.Members) == 0 {
+		return errors.New("gov: a new service needs at least one member")
+	}
+	seen := map[string]bool{}
+	recovery := 0
+	for i, m := range g.Members {
+		if m.Cert == nil {
+			return fmt.Errorf("gov: member %d has no certificate", i)
+		}
+		id := cococrypto.CertID(m.Cert)
+		if seen[id] {
+			return fmt.Errorf("gov: member %s is given twice", id)
+		}
+		seen[id] = true
+		if len(m.EncryptionKeyPEM) > 0 {
+			recovery++
+		}
+	}
+	if g.RecoveryThreshold < 0 {
+		return fmt.Errorf("gov: recovery threshold %d is negative", g.RecoveryThreshold)
+	}
+	if g.RecoveryThreshold > recovery {
+		return fmt.Errorf("gov: recovery threshold %d is above the %d members holding an encryption key", g.RecoveryThreshold, recovery)
+	}
+	if _, err := constitution.Parse(g.Constitution); err != nil {
+		return fmt.Errorf("gov: constitution: %w", err)
+	}
+	return nil
 }
 
 // digestMaps are the maps a state digest covers: who governs, who uses and

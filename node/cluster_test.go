@@ -167,21 +167,30 @@ func (c *cluster) start(cfg Config) *testNode {
 	return tn
 }
 
+// startResult is what Start returned.
+type startResult struct {
+	n   *Node
+	err error
+}
+
+// startAsync runs Start on its own goroutine: a joiner's Start returns
+// only once the service trusts it.
+func startAsync(ctx context.Context, cfg Config) chan startResult {
+	started := make(chan startResult, 1)
+	go func() {
+		n, err := Start(ctx, cfg)
+		started <- startResult{n, err}
+	}()
+	return started
+}
+
 // join starts a joining node and has the member trust it once it is
 // Pending.
 func (c *cluster) join(cfg Config) *testNode {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	type result struct {
-		n   *Node
-		err error
-	}
-	started := make(chan result, 1)
-	go func() {
-		n, err := Start(ctx, cfg)
-		started <- result{n, err}
-	}()
+	started := startAsync(ctx, cfg)
 	trusted := map[string]bool{}
 	for {
 		select {
@@ -536,15 +545,7 @@ func TestJoinPendingUntilTrusted(t *testing.T) {
 	jcfg.Join = &JoinConfig{Target: first.n.Addr(), ServiceCertFile: first.n.ServiceCertPath(), RetryInterval: 10 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type result struct {
-		n   *Node
-		err error
-	}
-	started := make(chan result, 1)
-	go func() {
-		n, err := Start(ctx, jcfg)
-		started <- result{n, err}
-	}()
+	started := startAsync(ctx, jcfg)
 	t.Cleanup(func() {
 		cancel()
 		if r := <-started; r.n != nil {
@@ -599,7 +600,7 @@ func TestJoinPendingUntilTrusted(t *testing.T) {
 	}
 
 	cancel()
-	var r result
+	var r startResult
 	select {
 	case r = <-started:
 	case <-time.After(clusterTimeout):

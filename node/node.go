@@ -370,17 +370,11 @@ func (n *Node) registerService(ctx context.Context, nodeAddr string, genesis *go
 
 // genesis reads the files that make a new service's governance state.
 func (c *Config) genesis() (*gov.Genesis, error) {
-	if len(c.Members) == 0 {
-		return nil, errors.New("node: a new service needs at least one member (--member): nobody could govern it otherwise")
-	}
 	g := &gov.Genesis{Constitution: constitution.Default(), RecoveryThreshold: c.RecoveryThreshold}
 	if c.ConstitutionFile != "" {
 		b, err := os.ReadFile(c.ConstitutionFile)
 		if err != nil {
 			return nil, fmt.Errorf("node: constitution: %w", err)
-		}
-		if _, err := constitution.Parse(string(b)); err != nil {
-			return nil, fmt.Errorf("node: constitution %s: %w", c.ConstitutionFile, err)
 		}
 		g.Constitution = string(b)
 	}
@@ -406,15 +400,10 @@ func (c *Config) genesis() (*gov.Genesis, error) {
 		}
 		g.Members = append(g.Members, gm)
 	}
-	// Checked here, before anything is created, as WriteGenesis will.
-	recovery := 0
-	for _, m := range g.Members {
-		if len(m.EncryptionKeyPEM) > 0 {
-			recovery++
-		}
-	}
-	if c.RecoveryThreshold < 0 || c.RecoveryThreshold > recovery {
-		return nil, fmt.Errorf("node: recovery threshold %d must be from 0 to the %d members given an encryption key", c.RecoveryThreshold, recovery)
+	// Checked before anything is created: a refused genesis must not
+	// leave a half-made data directory behind.
+	if err := g.Check(); err != nil {
+		return nil, fmt.Errorf("node: new service (--member, --constitution, --recovery-threshold): %w", err)
 	}
 	return g, nil
 }
