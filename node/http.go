@@ -293,10 +293,31 @@ func (n *Node) authenticate(r *http.Request, auth app.Auth) (app.Caller, *app.Er
 	if auth == app.AuthCert {
 		return app.Caller{Kind: "cert", ID: id, Cert: cert}, nil
 	}
-	if _, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id); !ok {
+	known, err := n.isUser(r.Context(), id)
+	if err != nil {
+		return app.Caller{}, n.toAppError(err)
+	}
+	if !known {
 		return app.Caller{}, app.Errorf(http.StatusUnauthorized, "InvalidAuthenticationInfo", "the TLS client certificate %s is not registered as a user", id)
 	}
 	return app.Caller{Kind: "user", ID: id, Cert: cert}, nil
+}
+
+// isUser reports whether id is a registered user. A certificate this node
+// does not know may belong to a user added by a transaction it has not
+// applied yet (it is catching up, or restarted behind the service): it is
+// refused only once a read barrier confirms the node has applied
+// everything committed when the request arrived (if the barrier fails,
+// the error: the node cannot tell).
+func (n *Node) isUser(ctx context.Context, id string) (bool, error) {
+	if _, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id); ok {
+		return true, nil
+	}
+	if err := n.readBarrier(ctx); err != nil {
+		return false, err
+	}
+	_, ok := n.store.BeginReadOnly().Get(gov.UsersCerts, id)
+	return ok, nil
 }
 
 func (n *Node) runReadOnly(w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
