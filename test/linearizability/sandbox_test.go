@@ -298,14 +298,30 @@ func (n *sandboxNode) exitedOnItsOwn() error {
 	n.mu.Lock()
 	pid, p, down := n.pid, n.proc, n.down
 	n.mu.Unlock()
+	var dead bool
 	switch {
 	case down:
-	case pid != 0 && processDead(pid):
+	case pid != 0:
+		dead = processDead(pid)
+	case p != nil:
+		dead = p.Exited()
+	}
+	if !dead {
+		return nil
+	}
+	// Kill may have run between the read above and the check: the node is
+	// then gone because the test killed it.
+	n.mu.Lock()
+	killed := n.down || n.pid != pid || n.proc != p
+	n.mu.Unlock()
+	switch {
+	case killed:
+		return nil
+	case pid != 0:
 		return fmt.Errorf("node %d (pid %d, started by the sandbox) exited on its own:\n%s", n.index, pid, testproc.Tail(n.logPath, 40))
-	case pid == 0 && p != nil && p.Exited():
+	default:
 		return fmt.Errorf("node %d (pid %d) exited on its own with code %d:\n%s", n.index, p.PID(), p.ExitCode(), testproc.Tail(n.logPath, 40))
 	}
-	return nil
 }
 
 // Kill implements Restartable.
