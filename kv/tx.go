@@ -119,12 +119,19 @@ func (tx *Tx) Delete(mapName, key string) error {
 // key fn was not called for, conflicts. Values passed to fn are the caller's
 // own copies. fn may write to tx; those writes are not visited.
 func (tx *Tx) Range(mapName string, fn func(key string, value []byte) bool) {
+	tx.RangeFrom(mapName, "", fn)
+}
+
+// RangeFrom is Range starting at the first key >= from. The whole map still
+// joins the read set.
+func (tx *Tx) RangeFrom(mapName, from string, fn func(key string, value []byte) bool) {
 	if !tx.readOnly && !slices.Contains(tx.ranged, mapName) {
 		tx.ranged = append(tx.ranged, mapName)
 	}
 	var own []Write
 	if tm := tx.findMap(mapName); tm != nil {
-		own = tm.writes
+		i, _ := tm.find(from)
+		own = tm.writes[i:]
 		tm.shared = true // writes from fn must not shift own under us
 	}
 	ms, ok := tx.snap.maps.Get(mapName)
@@ -132,6 +139,9 @@ func (tx *Tx) Range(mapName string, fn func(key string, value []byte) bool) {
 		ms.entries = newEntries()
 	}
 	it := ms.entries.Iterator()
+	if from != "" {
+		it.Seek(from)
+	}
 	sk, se, sok := it.Next()
 	i := 0
 	for sok || i < len(own) {

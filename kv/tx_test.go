@@ -221,6 +221,45 @@ func TestRangeMerge(t *testing.T) {
 	}
 }
 
+func TestRangeFrom(t *testing.T) {
+	s := NewStore()
+	for _, k := range []string{"b", "d", "f", "h"} {
+		put(t, s, "m", k, "s"+k)
+	}
+	tx := s.Begin()
+	for _, k := range []string{"a", "e", "g"} {
+		if err := tx.Put("m", k, []byte("o"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Delete("m", "f"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from string
+		want []string
+	}{
+		{"", []string{"a", "b", "d", "e", "g", "h"}},
+		{"a", []string{"a", "b", "d", "e", "g", "h"}},
+		{"c", []string{"d", "e", "g", "h"}},
+		{"e", []string{"e", "g", "h"}},
+		{"f", []string{"g", "h"}},
+		{"h", []string{"h"}},
+		{"i", nil},
+	} {
+		var got []string
+		tx.RangeFrom("m", tc.from, func(k string, _ []byte) bool { got = append(got, k); return true })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("RangeFrom(%q) = %v, want %v", tc.from, got, tc.want)
+		}
+	}
+	// The whole map joins the read set, whatever the start.
+	put(t, s, "m", "a0", "x")
+	if err := s.Validate(tx); !errors.Is(err, ErrConflict) {
+		t.Errorf("Validate after a write before the range start: %v, want ErrConflict", err)
+	}
+}
+
 func TestReadOnly(t *testing.T) {
 	s := NewStore()
 	put(t, s, "m", "a", "1")

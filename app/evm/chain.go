@@ -1,0 +1,356 @@
+package evm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/cocoledger/coco/kv"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/core/vm"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/ethereum/go-ethereum/trie"
+	"github.com/holiman/uint256"
+)
+
+// The private maps of the chain: blocks, their hashes, transactions with
+// their receipts, and the head.
+const (
+	// BlocksMap: number (8 bytes, big-endian) -> blockRecord (RLP).
+	BlocksMap = "eth.blocks"
+	// BlockHashesMap: block hash (32) -> number (8).
+	BlockHashesMap = "eth.block_hashes"
+	// TxsMap: transaction hash (32) -> txRecord (RLP).
+	TxsMap = "eth.txs"
+	// MetaMap: "head" -> number (8) | hash (32).
+	MetaMap = "eth.meta"
+	headKey = "head"
+)
+
+// Fork is the Ethereum fork coco runs: the newest go-ethereum enables on
+// mainnet. Every block is executed with its rules.
+const Fork = "Osaka"
+
+// DefaultGasLimit is the gas limit of every block (each block holds one
+// transaction; Osaka also caps a transaction at 2^24 gas, EIP-7825).
+const DefaultGasLimit = 60_000_000
+
+// ChainConfig returns the go-ethereum chain configuration of a coco chain:
+// every fork up to and including Osaka active from genesis, post-merge.
+func ChainConfig(chainID uint64) *params.ChainConfig {
+	zero := uint64(0)
+	return &params.ChainConfig{
+		ChainID:                 new(big.Int).SetUint64(chainID),
+		HomesteadBlock:          big.NewInt(0),
+		EIP150Block:             big.NewInt(0),
+		EIP155Block:             big.NewInt(0),
+		EIP158Block:             big.NewInt(0),
+		ByzantiumBlock:          big.NewInt(0),
+		ConstantinopleBlock:     big.NewInt(0),
+		PetersburgBlock:         big.NewInt(0),
+		IstanbulBlock:           big.NewInt(0),
+		MuirGlacierBlock:        big.NewInt(0),
+		BerlinBlock:             big.NewInt(0),
+		LondonBlock:             big.NewInt(0),
+		ArrowGlacierBlock:       big.NewInt(0),
+		GrayGlacierBlock:        big.NewInt(0),
+		MergeNetsplitBlock:      big.NewInt(0),
+		ShanghaiTime:            &zero,
+		CancunTime:              &zero,
+		PragueTime:              &zero,
+		OsakaTime:               &zero,
+		TerminalTotalDifficulty: big.NewInt(0),
+		BlobScheduleConfig: &params.BlobScheduleConfig{
+			Cancun: params.DefaultCancunBlobConfig,
+			Prague: params.DefaultPragueBlobConfig,
+		},
+	}
+}
+
+// blockRecord is one stored block: its header and its one transaction
+// (none for the genesis block).
+type blockRecord struct {
+	Header *types.Header
+	Tx     common.Hash
+}
+
+// txRecord is one stored transaction with its receipt.
+type txRecord struct {
+	Raw      []byte // the signed transaction (MarshalBinary)
+	From     common.Address
+	Block    uint64
+	Status   uint64
+	GasUsed  uint64
+	Contract []byte // the created contract's address, if any
+	Logs     []*types.Log
+}
+
+func blockKey(n uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return string(b[:])
+}
+
+// Head is the latest block.
+type Head struct {
+	Number uint64
+	Hash   common.Hash
+}
+
+// readHead returns the latest block; ok is false before genesis.
+func readHead(tx *kv.Tx) (Head, bool, error) {
+	b, ok := tx.Get(MetaMap, headKey)
+	if !ok {
+		return Head{}, false, nil
+	}
+	if len(b) != 40 {
+		return Head{}, false, fmt.Errorf("evm: stored head has %d bytes", len(b))
+	}
+	return Head{Number: binary.BigEndian.Uint64(b[:8]), Hash: common.BytesToHash(b[8:])}, true, nil
+}
+
+func readBlock(tx *kv.Tx, n uint64) (*blockRecord, bool, error) {
+	b, ok := tx.Get(BlocksMap, blockKey(n))
+	if !ok {
+		return nil, false, nil
+	}
+	var r blockRecord
+	if err := rlp.DecodeBytes(b, &r); err != nil {
+		return nil, false, fmt.Errorf("evm: block %d: %w", n, err)
+	}
+	return &r, true, nil
+}
+
+func readBlockNumber(tx *kv.Tx, hash common.Hash) (uint64, bool) {
+	b, ok := tx.Get(BlockHashesMap, string(hash[:]))
+	if !ok || len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}
+
+func readTx(tx *kv.Tx, hash common.Hash) (*txRecord, bool, error) {
+	b, ok := tx.Get(TxsMap, string(hash[:]))
+	if !ok {
+		return nil, false, nil
+	}
+	var r txRecord
+	if err := rlp.DecodeBytes(b, &r); err != nil {
+		return nil, false, fmt.Errorf("evm: transaction %s: %w", hash, err)
+	}
+	return &r, true, nil
+}
+
+// writeBlock stores b as the new head.
+func writeBlock(tx *kv.Tx, b *blockRecord) error {
+	enc, err := rlp.EncodeToBytes(b)
+	if err != nil {
+		return err
+	}
+	n := b.Header.Number.Uint64()
+	hash := b.Header.Hash()
+	var head [40]byte
+	binary.BigEndian.PutUint64(head[:8], n)
+	copy(head[8:], hash[:])
+	return errors.Join(
+		tx.Put(BlocksMap, blockKey(n), enc),
+		tx.Put(BlockHashesMap, string(hash[:]), head[:8]),
+		tx.Put(MetaMap, headKey, head[:]),
+	)
+}
+
+// newHeader is a header with coco's constant fields: no coinbase, no
+// difficulty, zero base fee, no withdrawals, blobs or requests, and no
+// state root (coco's state is not a Merkle Patricia trie).
+func newHeader(parent common.Hash, number, time, gasLimit uint64) *types.Header {
+	zero := uint64(0)
+	return &types.Header{
+		ParentHash:       parent,
+		UncleHash:        types.EmptyUncleHash,
+		TxHash:           types.EmptyTxsHash,
+		ReceiptHash:      types.EmptyReceiptsHash,
+		Difficulty:       new(big.Int),
+		Number:           new(big.Int).SetUint64(number),
+		GasLimit:         gasLimit,
+		Time:             time,
+		BaseFee:          new(big.Int),
+		WithdrawalsHash:  &types.EmptyWithdrawalsHash,
+		BlobGasUsed:      &zero,
+		ExcessBlobGas:    &zero,
+		ParentBeaconRoot: &common.Hash{},
+		RequestsHash:     &types.EmptyRequestsHash,
+	}
+}
+
+// Genesis is the initial state of a chain.
+type Genesis struct {
+	ChainID uint64
+	// Alloc funds accounts with wei.
+	Alloc map[common.Address]*uint256.Int
+	Time  uint64
+}
+
+// WriteGenesis writes block 0 and the allocation into tx. It fails if
+// the chain already has a genesis block.
+func WriteGenesis(tx *kv.Tx, g Genesis) error {
+	if _, ok, err := readHead(tx); err != nil || ok {
+		if err == nil {
+			err = errors.New("evm: the chain already has a genesis block")
+		}
+		return err
+	}
+	s := NewStateDB(tx)
+	for addr, v := range g.Alloc {
+		s.AddBalance(addr, v, 0)
+	}
+	s.Finalise(ChainConfig(g.ChainID).Rules(common.Big0, true, g.Time))
+	if err := s.Err(); err != nil {
+		return err
+	}
+	return writeBlock(tx, &blockRecord{Header: newHeader(common.Hash{}, 0, g.Time, DefaultGasLimit)})
+}
+
+// Executor runs signed transactions against the state in a kv
+// transaction, one block per transaction.
+type Executor struct {
+	config   *params.ChainConfig
+	signer   types.Signer
+	gasLimit uint64
+}
+
+// NewExecutor returns an Executor for chain id.
+func NewExecutor(chainID uint64) *Executor {
+	cfg := ChainConfig(chainID)
+	return &Executor{config: cfg, signer: types.LatestSignerForChainID(cfg.ChainID), gasLimit: DefaultGasLimit}
+}
+
+// Signer is the chain's transaction signer.
+func (e *Executor) Signer() types.Signer { return e.signer }
+
+// ChainID is the chain's id.
+func (e *Executor) ChainID() *big.Int { return e.config.ChainID }
+
+// blockContext is the EVM's view of block number, at time.
+func (e *Executor) blockContext(tx *kv.Tx, number, time uint64) vm.BlockContext {
+	return vm.BlockContext{
+		CanTransfer: core.CanTransfer,
+		Transfer:    core.Transfer,
+		GetHash: func(n uint64) common.Hash {
+			if b, ok, err := readBlock(tx, n); err == nil && ok {
+				return b.Header.Hash()
+			}
+			return common.Hash{}
+		},
+		GasLimit:    e.gasLimit,
+		BlockNumber: new(big.Int).SetUint64(number),
+		Time:        time,
+		Difficulty:  new(big.Int),
+		BaseFee:     new(big.Int),
+		BlobBaseFee: new(big.Int),
+		Random:      &common.Hash{},
+	}
+}
+
+// Receipt is the outcome of one executed transaction.
+type Receipt struct {
+	TxHash    common.Hash
+	Block     uint64
+	BlockHash common.Hash
+	Status    uint64
+	GasUsed   uint64
+	Logs      []*types.Log
+	Contract  *common.Address
+	// Revert is the revert data of a failed transaction.
+	Revert []byte
+	// VMErr is the EVM error of a failed transaction.
+	VMErr error
+}
+
+// ErrInvalidTx wraps why a transaction cannot be included at all (nonce,
+// funds, gas limit, type): it leaves no block and no state change.
+var ErrInvalidTx = errors.New("invalid transaction")
+
+// Apply executes t, signed by from, as a new block on top of the head in
+// tx, at time (seconds; the block's time is at least its parent's), and
+// stores the block and the transaction with its receipt. s must be a
+// StateDB over tx; it may be shared by consecutive Apply calls on tx. An
+// invalid transaction returns an error wrapping ErrInvalidTx and changes
+// nothing.
+func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from common.Address, time uint64) (*Receipt, error) {
+	head, ok, err := readHead(tx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errors.New("evm: the chain has no genesis block")
+	}
+	parent, ok, err := readBlock(tx, head.Number)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("evm: head block %d: missing or unreadable (%v)", head.Number, err)
+	}
+	if t.Type() == types.BlobTxType || t.Type() == types.SetCodeTxType {
+		return nil, fmt.Errorf("%w: transaction type %d is not supported (legacy, EIP-2930 and EIP-1559 are)", ErrInvalidTx, t.Type())
+	}
+	time = max(time, parent.Header.Time)
+	number := head.Number + 1
+	msg, err := core.TransactionToMessage(t, e.signer, common.Big0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTx, err)
+	}
+	if msg.From != from {
+		return nil, fmt.Errorf("%w: signed by %s, not %s", ErrInvalidTx, msg.From, from)
+	}
+	evm := vm.NewEVM(e.blockContext(tx, number, time), s, e.config, vm.Config{})
+	s.SetTxContext(t.Hash(), 0, 0)
+	snap := s.Snapshot()
+	res, err := core.ApplyMessage(evm, msg, core.NewGasPool(e.gasLimit))
+	if err != nil {
+		s.RevertToSnapshot(snap)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTx, err)
+	}
+	logs := s.Logs()
+	s.Finalise(evm.GetRules())
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	r := &Receipt{TxHash: t.Hash(), Block: number, GasUsed: res.UsedGas, Logs: logs, Status: types.ReceiptStatusSuccessful}
+	if res.Failed() {
+		r.Status = types.ReceiptStatusFailed
+		r.Revert = res.Revert()
+		r.VMErr = res.Err
+	}
+	rec := &txRecord{From: from, Block: number, Status: r.Status, GasUsed: r.GasUsed, Logs: logs}
+	if t.To() == nil {
+		addr := crypto.CreateAddress(from, t.Nonce())
+		r.Contract = &addr
+		rec.Contract = addr.Bytes()
+	}
+	if rec.Raw, err = t.MarshalBinary(); err != nil {
+		return nil, err
+	}
+
+	h := newHeader(head.Hash, number, time, e.gasLimit)
+	h.GasUsed = r.GasUsed
+	receipt := &types.Receipt{Type: t.Type(), Status: r.Status, CumulativeGasUsed: r.GasUsed, Logs: logs, TxHash: r.TxHash, GasUsed: r.GasUsed}
+	receipt.Bloom = types.CreateBloom(receipt)
+	h.Bloom = receipt.Bloom
+	h.TxHash = types.DeriveSha(types.Transactions{t}, trie.NewStackTrie(nil))
+	h.ReceiptHash = types.DeriveSha(types.Receipts{receipt}, trie.NewStackTrie(nil))
+	r.BlockHash = h.Hash()
+	for i, l := range logs {
+		l.BlockNumber, l.BlockHash, l.BlockTimestamp, l.Index, l.TxIndex = number, r.BlockHash, time, uint(i), 0
+	}
+	enc, err := rlp.EncodeToBytes(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(tx.Put(TxsMap, string(r.TxHash[:]), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash})); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
