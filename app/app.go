@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,46 @@ type Application interface {
 	// for historical queries (Context.Historical).
 	IndexedMaps() []string
 }
+
+// GenesisWriter is implemented by an application that writes initial
+// state into the genesis transaction of a new service (the Ethereum app's
+// genesis block and allocation). It is called once, when the service is
+// created, never on restart or join.
+type GenesisWriter interface {
+	WriteGenesis(tx *kv.Tx) error
+}
+
+// Runner is implemented by an application with work of its own beside its
+// endpoints (the Ethereum app's block builder). The node calls Run once it
+// serves requests, on every node; Run lasts until ctx ends. Only the
+// primary can submit transactions: Host.Submit says when this node is not
+// it.
+type Runner interface {
+	Run(ctx context.Context, h Host) error
+}
+
+// Host is what the framework offers a Runner.
+type Host interface {
+	// Begin starts a read-write transaction on the latest state, including
+	// transactions ordered but not yet committed.
+	Begin() *kv.Tx
+	// Submit orders tx's writes and waits until they commit. ordered, if
+	// not nil, is called as soon as they are applied to the latest state
+	// (so the next Begin sees them), before they commit; it must return at
+	// once. Errors: kv.ErrConflict when tx read stale state (re-execute);
+	// ErrNotPrimary when this node cannot order writes now; anything else
+	// (a view change dropped it, the node is stopping, ctx ended) means
+	// the writes did not commit, or, for ctx, may not have.
+	Submit(ctx context.Context, tx *kv.Tx, ordered func()) error
+	// IsPrimary reports whether this node is the primary now.
+	IsPrimary() bool
+}
+
+// ErrNotPrimary says a request needs the primary. A ReadOnly handler that
+// returns it (wrapped or not) on a backup has its request forwarded to the
+// primary, like a ReadWrite one; Host.Submit returns it on a node that
+// cannot order writes.
+var ErrNotPrimary = errors.New("this node is not the primary")
 
 // Auth says who may call an endpoint.
 type Auth int

@@ -153,9 +153,10 @@ type Status struct {
 }
 
 type proposal struct {
-	tx     *kv.Tx
-	claims [32]byte
-	done   chan result
+	tx      *kv.Tx
+	claims  [32]byte
+	done    chan result
+	ordered func(TxID) // optional; see SubmitOrdered
 }
 
 type result struct {
@@ -607,7 +608,16 @@ func (n *Node) checkPeerMessage(m *pb.Message) error {
 // ErrInvalidated, with the transaction's id, when a view change dropped it
 // (its seqno committed with another view's entry).
 func (n *Node) Submit(ctx context.Context, tx *kv.Tx, claims [32]byte) (TxID, error) {
-	p := &proposal{tx: tx, claims: claims, done: make(chan result, 1)}
+	return n.SubmitOrdered(ctx, tx, claims, nil)
+}
+
+// SubmitOrdered is Submit for a caller that builds transactions back to
+// back: ordered, if not nil, is called with the transaction's id once its
+// writes are applied to the kv head (so the next Store.Begin sees them),
+// before they commit. It runs on the consensus loop and must return at
+// once. It is not called when the transaction is refused before that.
+func (n *Node) SubmitOrdered(ctx context.Context, tx *kv.Tx, claims [32]byte, ordered func(TxID)) (TxID, error) {
+	p := &proposal{tx: tx, claims: claims, done: make(chan result, 1), ordered: ordered}
 	select {
 	case n.submitCh <- p:
 	case <-ctx.Done():
@@ -699,6 +709,9 @@ func (n *Node) proposeBatch(ps []*proposal) {
 	for i, p := range accepted {
 		seq := baseIndex + 1 + uint64(i)
 		n.waiters[seq] = append(n.waiters[seq], waiter{term: n.term, done: p.done})
+		if p.ordered != nil {
+			p.ordered(TxID{View: n.term, Seqno: seq})
+		}
 	}
 	n.txSinceSig += uint64(len(accepted))
 }

@@ -174,6 +174,52 @@ func TestSubmitCommitsAndAssignsSeqnos(t *testing.T) {
 	}
 }
 
+// TestSubmitOrdered: the ordered callback reports the id before the
+// commit, with the writes already in the kv head, so the next transaction
+// can be built on them; a refused transaction never calls it.
+func TestSubmitOrdered(t *testing.T) {
+	f := newFixture(t)
+	tx := f.store.Begin()
+	if err := tx.Put("records", "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	ordered := make(chan TxID, 1)
+	headSaw := make(chan bool, 1)
+	id, err := f.node.SubmitOrdered(context.Background(), tx, [32]byte{}, func(id TxID) {
+		_, ok := f.store.Begin().Get("records", "a")
+		headSaw <- ok
+		ordered <- id
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case oid := <-ordered:
+		if oid != id {
+			t.Errorf("ordered id %s, submit returned %s", oid, id)
+		}
+		if !<-headSaw {
+			t.Error("the kv head lacked the write when ordered was called")
+		}
+	default:
+		t.Fatal("ordered was not called")
+	}
+	// A stale transaction conflicts and is never ordered.
+	stale := f.store.Begin()
+	stale.Get("records", "a")
+	f.put(t, "records", "a", "2")
+	if err := stale.Put("records", "b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	if _, err := f.node.SubmitOrdered(context.Background(), stale, [32]byte{}, func(TxID) { called = true }); !errors.Is(err, kv.ErrConflict) {
+		t.Errorf("stale submit: %v, want ErrConflict", err)
+	}
+	if called {
+		t.Error("ordered was called for a refused transaction")
+	}
+}
+
 // TestConcurrentConflicts runs read-modify-write transactions on one key
 // from many goroutines: conflicts must be reported, never lost updates.
 func TestConcurrentConflicts(t *testing.T) {

@@ -320,9 +320,16 @@ func (n *Node) isUser(ctx context.Context, id string) (bool, error) {
 	return ok, nil
 }
 
+// runReadOnly runs a handler on the committed state. A handler that needs
+// the primary (app.ErrNotPrimary) has its request forwarded there when
+// this node is a backup.
 func (n *Node) runReadOnly(w http.ResponseWriter, ep app.Endpoint, c *app.Context) {
 	c.Tx = n.store.BeginReadOnly()
 	resp, err := ep.Handler(c)
+	if errors.Is(err, app.ErrNotPrimary) && !n.cons.Status().IsPrimary {
+		n.forward(w, c.Request, c.Body, c.Caller)
+		return
+	}
 	n.respond(w, resp, err)
 }
 
@@ -443,7 +450,7 @@ func (n *Node) toAppError(err error) *app.Error {
 		return ae
 	case errors.Is(err, kv.ErrConflict):
 		return app.Errorf(http.StatusConflict, "TransactionConflict", "the transaction conflicted with concurrent ones %d times; retry", n.cfg.MaxConflictRetries)
-	case errors.Is(err, consensus.ErrNotPrimary):
+	case errors.Is(err, consensus.ErrNotPrimary), errors.Is(err, app.ErrNotPrimary):
 		return app.Errorf(http.StatusServiceUnavailable, "NotPrimary", "this node is not the primary and cannot order writes")
 	case errors.Is(err, consensus.ErrNotReady):
 		return app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the primary is catching up; retry shortly")

@@ -116,6 +116,7 @@ type Node struct {
 	membershipCh chan struct{}
 	leaderCh     atomic.Pointer[chan struct{}] // closed when the primary changes
 	watchDone    chan struct{}
+	appsDone     sync.WaitGroup // the applications' Run
 
 	cancel   context.CancelFunc
 	consDone chan struct{} // closed when the consensus loop returns
@@ -310,6 +311,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.log.Error("https server stopped", "err", err)
 		}
 	}()
+	for _, a := range cfg.Apps {
+		if r, ok := a.(app.Runner); ok {
+			n.appsDone.Go(func() {
+				if err := r.Run(runCtx, appHost{n}); err != nil && !errors.Is(err, context.Canceled) {
+					n.log.Error("application stopped", "app", a.Name(), "err", err)
+				}
+			})
+		}
+	}
 	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "node_address", n.tr.Addr(), "new_service", newService, "joined", joining)
 	started = true
 	return n, nil
@@ -346,6 +356,13 @@ func (n *Node) registerService(ctx context.Context, nodeAddr string, genesis *go
 			genesis.ServiceCert = n.id.serviceCert
 			if err := gov.WriteGenesis(tx, *genesis); err != nil {
 				return fmt.Errorf("node: %w", err)
+			}
+			for _, a := range n.cfg.Apps {
+				if g, ok := a.(app.GenesisWriter); ok {
+					if err := g.WriteGenesis(tx); err != nil {
+						return fmt.Errorf("node: genesis of the %s app: %w", a.Name(), err)
+					}
+				}
 			}
 		}
 		info, _ := json.Marshal(gov.NodeInfo{NodeID: n.id.nodeID, RaftID: n.id.raftID, Status: gov.NodeTrusted, Cert: string(n.id.nodeCertPEM), RPCAddress: addr, NodeAddress: nodeAddr})
@@ -474,6 +491,7 @@ func (n *Node) Close() error {
 		n.cancel()
 		<-n.consDone
 	}
+	n.appsDone.Wait()
 	if n.watchDone != nil {
 		<-n.watchDone
 	}
@@ -506,4 +524,23 @@ func lockDataDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("node: data dir %s is in use by another coco process: %w", dir, err)
 	}
 	return f, nil
+}
+
+// appHost is the app.Host of the node's applications.
+type appHost struct{ n *Node }
+
+func (h appHost) Begin() *kv.Tx { return h.n.store.Begin() }
+
+func (h appHost) IsPrimary() bool { return h.n.cons.Status().IsPrimary }
+
+func (h appHost) Submit(ctx context.Context, tx *kv.Tx, ordered func()) error {
+	var cb func(consensus.TxID)
+	if ordered != nil {
+		cb = func(consensus.TxID) { ordered() }
+	}
+	_, err := h.n.cons.SubmitOrdered(ctx, tx, [32]byte{}, cb)
+	if errors.Is(err, consensus.ErrNotPrimary) || errors.Is(err, consensus.ErrNotReady) {
+		return fmt.Errorf("%w: %w", app.ErrNotPrimary, err)
+	}
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -68,6 +69,10 @@ type UserInfo struct {
 
 // DefaultChainID is the Ethereum chain id of sandbox services.
 const DefaultChainID = 1337
+
+// UserEther is each sandbox user's genesis balance, in wei: a million
+// ether.
+var UserEther = new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(1e18))
 
 // Config configures a sandbox.
 type Config struct {
@@ -285,6 +290,19 @@ func create(cfg Config, bin string) (*Info, error) {
 		}
 		info.Users = append(info.Users, UserInfo{Name: name, ID: id, Cert: cert, Key: key, EthAddress: addr, EthKey: ethPath})
 	}
+	// Every user's Ethereum address starts with UserEther.
+	alloc := map[string]map[string]string{}
+	for _, u := range info.Users {
+		alloc[u.EthAddress] = map[string]string{"balance": UserEther.String()}
+	}
+	allocJSON, err := json.MarshalIndent(alloc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	allocPath := filepath.Join(dir, "eth_alloc.json")
+	if err := cococrypto.WriteFileAtomic(allocPath, allocJSON, 0o600); err != nil {
+		return nil, err
+	}
 	info.ServiceCert = filepath.Join(dir, "node0", "service_cert.pem")
 	taken := map[string]bool{}
 	for i := 0; i < cfg.Nodes; i++ {
@@ -301,7 +319,8 @@ func create(cfg Config, bin string) (*Info, error) {
 		// and stay Pending until the members trust them.
 		var args []string
 		if i == 0 {
-			args = []string{bin, "node", "start", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr}
+			args = []string{bin, "node", "start", "--data-dir", data, "--rpc-address", rpc, "--node-address", nodeAddr,
+				"--eth-chain-id", strconv.FormatUint(info.ChainID, 10), "--eth-alloc", allocPath}
 			for _, m := range info.Members {
 				args = append(args, "--member", m.Cert+","+encPubKeyPath(m))
 			}
@@ -607,7 +626,7 @@ func openService(ctx context.Context, log *slog.Logger, info *Info, procs *[]*no
 		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
-		open.Actions = append(open.Actions, govclient.Action{Name: "set_user", Args: map[string]any{"cert": string(cert)}})
+		open.Actions = append(open.Actions, govclient.Action{Name: "set_user", Args: map[string]any{"cert": string(cert), "user_data": map[string]any{"eth_address": u.EthAddress}}})
 	}
 	open.Actions = append(open.Actions, govclient.Action{Name: "transition_service_to_open"})
 	if err := pass("register the users and open the service", open); err != nil {

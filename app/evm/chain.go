@@ -27,9 +27,11 @@ const (
 	BlockHashesMap = "eth.block_hashes"
 	// TxsMap: transaction hash (32) -> txRecord (RLP).
 	TxsMap = "eth.txs"
-	// MetaMap: "head" -> number (8) | hash (32).
-	MetaMap = "eth.meta"
-	headKey = "head"
+	// MetaMap: "head" -> number (8) | hash (32); "chain_id" -> chain id
+	// (8, big-endian), written at genesis.
+	MetaMap    = "eth.meta"
+	headKey    = "head"
+	chainIDKey = "chain_id"
 )
 
 // Fork is the Ethereum fork coco runs: the newest go-ethereum enables on
@@ -190,13 +192,14 @@ func newHeader(parent common.Hash, number, time, gasLimit uint64) *types.Header 
 // Genesis is the initial state of a chain.
 type Genesis struct {
 	ChainID uint64
-	// Alloc funds accounts with wei.
-	Alloc map[common.Address]*uint256.Int
+	// Alloc is the initial accounts (go-ethereum's genesis "alloc"
+	// format: balance, and optionally nonce, code and storage).
+	Alloc types.GenesisAlloc
 	Time  uint64
 }
 
-// WriteGenesis writes block 0 and the allocation into tx. It fails if
-// the chain already has a genesis block.
+// WriteGenesis writes block 0, the chain id and the allocation into tx.
+// It fails if the chain already has a genesis block.
 func WriteGenesis(tx *kv.Tx, g Genesis) error {
 	if _, ok, err := readHead(tx); err != nil || ok {
 		if err == nil {
@@ -205,14 +208,45 @@ func WriteGenesis(tx *kv.Tx, g Genesis) error {
 		return err
 	}
 	s := NewStateDB(tx)
-	for addr, v := range g.Alloc {
-		s.AddBalance(addr, v, 0)
+	for addr, acc := range g.Alloc {
+		s.CreateAccount(addr)
+		if acc.Balance != nil {
+			v, overflow := uint256.FromBig(acc.Balance)
+			if overflow || acc.Balance.Sign() < 0 {
+				return fmt.Errorf("evm: genesis balance of %s is out of range", addr)
+			}
+			s.AddBalance(addr, v, 0)
+		}
+		s.SetNonce(addr, acc.Nonce, 0)
+		if len(acc.Code) > 0 {
+			s.SetCode(addr, acc.Code, 0)
+		}
+		for k, v := range acc.Storage {
+			s.SetState(addr, k, v)
+		}
 	}
 	s.Finalise(ChainConfig(g.ChainID).Rules(common.Big0, true, g.Time))
 	if err := s.Err(); err != nil {
 		return err
 	}
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], g.ChainID)
+	if err := tx.Put(MetaMap, chainIDKey, id[:]); err != nil {
+		return err
+	}
 	return writeBlock(tx, &blockRecord{Header: newHeader(common.Hash{}, 0, g.Time, DefaultGasLimit)})
+}
+
+// readChainID returns the chain id recorded at genesis.
+func readChainID(tx *kv.Tx) (uint64, error) {
+	b, ok := tx.Get(MetaMap, chainIDKey)
+	if !ok {
+		return 0, errors.New("evm: the chain has no genesis block")
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("evm: stored chain id has %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
 }
 
 // Executor runs signed transactions against the state in a kv

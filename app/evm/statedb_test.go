@@ -125,7 +125,7 @@ func setUp(db vm.StateDB, senders []common.Address, rules params.Rules) {
 
 type txSpec struct {
 	name    string
-	key     int // index into the senders
+	key     int     // index into the senders
 	nonce   *uint64 // nil: the sender's next nonce
 	to      *common.Address
 	value   int64

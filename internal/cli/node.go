@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cocoledger/coco/app"
+	"github.com/cocoledger/coco/app/evm"
 	"github.com/cocoledger/coco/app/logging"
 	"github.com/cocoledger/coco/node"
 	"github.com/spf13/cobra"
@@ -55,6 +56,8 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 		logLevel   string
 		logFormat  string
 		cpuProfile string
+		ethChainID uint64
+		ethAlloc   string
 	)
 	cmd := &cobra.Command{
 		Use:   use,
@@ -78,7 +81,13 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 				}
 				defer stop()
 			}
-			cfg.Apps = []app.Application{logging.App{}}
+			evmCfg := evm.Config{ChainID: ethChainID, Version: Version, Logger: logger.With("component", "evm")}
+			if ethAlloc != "" {
+				if evmCfg.Alloc, err = evm.LoadAlloc(ethAlloc); err != nil {
+					return fmt.Errorf("--eth-alloc: %w", err)
+				}
+			}
+			cfg.Apps = []app.Application{logging.App{}, evm.New(evmCfg)}
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -102,6 +111,8 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 		f.Var(&memberFlag{&cfg.Members}, "member", "CERT[,ENC_PUBKEY]: a member of the new service: certificate PEM file and optional RSA public key PEM file for recovery shares (repeatable; at least one to create a service)")
 		f.StringVar(&cfg.ConstitutionFile, "constitution", "", "JavaScript constitution of the new service (default: the built-in one, majority of active members)")
 		f.IntVar(&cfg.RecoveryThreshold, "recovery-threshold", 0, "members' shares needed to recover the new service (default 1 when any member has an encryption key)")
+		f.Uint64Var(&ethChainID, "eth-chain-id", evm.DefaultChainID, "Ethereum chain id of the new service (EIP-155)")
+		f.StringVar(&ethAlloc, "eth-alloc", "", `JSON file of the new service's Ethereum genesis accounts, go-ethereum "alloc" format ({"0xADDRESS": {"balance": "WEI"}})`)
 	}
 	f.Int64Var(&cfg.MaxBodySize, "max-body-size", 1<<20, "largest request body accepted, in bytes")
 	f.Int64Var(&cfg.LedgerChunkSize, "ledger-chunk-size", 4<<20, "ledger chunk file size before rotation, in bytes")
