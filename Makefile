@@ -1,7 +1,7 @@
 # coco's build and checks. `make test` is the command CI runs (.ci/run).
 GO ?= go
 
-.PHONY: all build test vet lint fmt-check fuzz clean
+.PHONY: all build test vet lint fmt-check fuzz clean ethjs-deps
 
 # Pinned so local runs and CI lint alike; `go run` fetches it from the module proxy.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -13,8 +13,14 @@ build:
 
 # The default suite: formatting, vet, staticcheck, and every test (unit, fuzz
 # seed corpora, end-to-end with real coco processes) under the race detector.
-test: fmt-check vet lint
+test: fmt-check vet lint ethjs-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The ethers.js tests' npm packages (ethers, solc), as locked; test/e2e runs
+# them against a sandbox.
+ethjs-deps: test/ethjs/node_modules/.package-lock.json
+test/ethjs/node_modules/.package-lock.json: test/ethjs/package.json test/ethjs/package-lock.json
+	cd test/ethjs && npm ci --no-audit --no-fund
 
 vet:
 	$(GO) vet ./...
@@ -46,4 +52,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin workspace
+	rm -rf bin workspace test/ethjs/node_modules
