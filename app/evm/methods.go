@@ -497,25 +497,16 @@ func (a *App) visibleTx(c *call, hash common.Hash) (*txRecord, *types.Transactio
 }
 
 func (a *App) getTransactionByHash(c *call, params []json.RawMessage) (any, error) {
-	if err := maxParams(params, 1); err != nil {
-		return nil, err
-	}
-	var hash common.Hash
-	if err := param(params, 0, "hash", true, &hash); err != nil {
-		return nil, err
-	}
-	rec, t, ok, err := a.visibleTx(c, hash)
-	if err != nil || !ok {
-		return nil, err
-	}
-	b, ok, err := readBlock(c.tx, rec.Block)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("evm: block %d of transaction %s: missing (%v)", rec.Block, hash, err)
-	}
-	return newTxView(t, rec, b.Header), nil
+	return a.txByHash(c, params, func(t *types.Transaction, rec *txRecord, h *types.Header) any { return newTxView(t, rec, h) })
 }
 
 func (a *App) getTransactionReceipt(c *call, params []json.RawMessage) (any, error) {
+	return a.txByHash(c, params, func(t *types.Transaction, rec *txRecord, h *types.Header) any { return newReceiptView(t, rec, h) })
+}
+
+// txByHash answers view of the transaction named by params[0], or null
+// when it does not exist or the caller may not see it.
+func (a *App) txByHash(c *call, params []json.RawMessage, view func(*types.Transaction, *txRecord, *types.Header) any) (any, error) {
 	if err := maxParams(params, 1); err != nil {
 		return nil, err
 	}
@@ -531,7 +522,7 @@ func (a *App) getTransactionReceipt(c *call, params []json.RawMessage) (any, err
 	if err != nil || !ok {
 		return nil, fmt.Errorf("evm: block %d of transaction %s: missing (%v)", rec.Block, hash, err)
 	}
-	return newReceiptView(t, rec, b.Header), nil
+	return view(t, rec, b.Header), nil
 }
 
 func (a *App) getBlockByNumber(c *call, params []json.RawMessage) (any, error) {
