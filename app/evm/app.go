@@ -63,6 +63,8 @@ type App struct {
 	builder *builder
 	log     *slog.Logger
 	host    hostRef
+	// methodTable maps JSON-RPC method names to their handlers.
+	methodTable map[string]method
 }
 
 var (
@@ -93,6 +95,7 @@ func New(cfg Config) *App {
 	}
 	a := &App{cfg: cfg, log: cfg.Logger}
 	a.builder = newBuilder(a.executor, cfg.MaxBatch, cfg.QueueLength, cfg.Logger)
+	a.methodTable = a.methods()
 	return a
 }
 

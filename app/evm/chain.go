@@ -340,6 +340,7 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 		return nil, fmt.Errorf("%w: signed by %s, not %s", ErrInvalidTx, msg.From, from)
 	}
 	evm := vm.NewEVM(e.blockContext(tx, number, time), s, e.config, vm.Config{})
+	defer evm.Release() // its stack arena back to go-ethereum's pool
 	s.SetTxContext(t.Hash(), 0, 0)
 	snap := s.Snapshot()
 	res, err := core.ApplyMessage(evm, msg, core.NewGasPool(e.gasLimit))

@@ -252,6 +252,7 @@ func (a *App) simulate(c *call, msg *core.Message) (*core.ExecutionResult, error
 	number := h.Number + 1
 	ctx := c.exec.blockContext(c.tx, number, uint64(time.Now().Unix()))
 	evm := vm.NewEVM(ctx, s, c.exec.config, vm.Config{NoBaseFee: true})
+	defer evm.Release()
 	m := *msg
 	res, err := core.ApplyMessage(evm, &m, core.NewGasPool(max(m.GasLimit, c.exec.gasLimit)))
 	if serr := s.Err(); serr != nil {

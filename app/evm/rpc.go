@@ -179,7 +179,7 @@ func (a *App) serveOne(cl *call, raw json.RawMessage) (rpcResponse, error) {
 		resp.Error = errorf(codeInvalidRequest, `invalid request: "jsonrpc" must be "2.0" and "method" a non-empty string`)
 		return resp, nil
 	}
-	m, ok := a.methods()[req.Method]
+	m, ok := a.methodTable[req.Method]
 	if !ok {
 		resp.Error = errorf(codeMethodNotFound, "the method %s does not exist/is not available", req.Method)
 		return resp, nil
