@@ -15,7 +15,6 @@ import (
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rlp"
 	"github.com/ethereum/go-ethereum/trie"
-	"github.com/holiman/uint256"
 )
 
 // The private maps of the chain: blocks, their hashes, transactions with
@@ -207,27 +206,10 @@ func WriteGenesis(tx *kv.Tx, g Genesis) error {
 		}
 		return err
 	}
-	s := NewStateDB(tx)
 	for addr, acc := range g.Alloc {
-		s.CreateAccount(addr)
-		if acc.Balance != nil {
-			v, overflow := uint256.FromBig(acc.Balance)
-			if overflow || acc.Balance.Sign() < 0 {
-				return fmt.Errorf("evm: genesis balance of %s is out of range", addr)
-			}
-			s.AddBalance(addr, v, 0)
+		if err := putAccount(tx, addr, acc); err != nil {
+			return err
 		}
-		s.SetNonce(addr, acc.Nonce, 0)
-		if len(acc.Code) > 0 {
-			s.SetCode(addr, acc.Code, 0)
-		}
-		for k, v := range acc.Storage {
-			s.SetState(addr, k, v)
-		}
-	}
-	s.Finalise(ChainConfig(g.ChainID).Rules(common.Big0, true, g.Time))
-	if err := s.Err(); err != nil {
-		return err
 	}
 	var id [8]byte
 	binary.BigEndian.PutUint64(id[:], g.ChainID)

@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newKeygenCmd(),
 		newLedgerCmd(),
+		newEVMCmd(),
 		newReceiptCmd(),
 		newNodeCmd(),
 		newSandboxCmd(),
