@@ -98,6 +98,10 @@ func (b *builder) drain(err error) {
 // batch).
 const maxConflicts = 5
 
+// notReadyBackoff is the wait before retrying a batch on a primary that
+// cannot order yet (just elected, applying earlier views' entries).
+const notReadyBackoff = 100 * time.Millisecond
+
 // build executes batch and submits it, returning once it is ordered (or
 // has failed); its clients hear when it commits.
 func (b *builder) build(ctx context.Context, h app.Host, batch []*pending) {
@@ -115,10 +119,10 @@ func (b *builder) build(ctx context.Context, h app.Host, batch []*pending) {
 			return
 		}
 		tx := h.Begin()
-		included, err := b.execute(tx, batch)
+		included, unanswered, err := b.execute(tx, batch)
 		if err != nil {
 			b.log.Error("executing a batch of transactions failed", "err", err, "transactions", len(batch))
-			fail(batch, err)
+			fail(unanswered, err)
 			return
 		}
 		if len(included) == 0 {
@@ -141,7 +145,12 @@ func (b *builder) build(ctx context.Context, h app.Host, batch []*pending) {
 			}()
 			return
 		case err := <-submitted:
-			if errors.Is(err, kv.ErrConflict) && attempt < maxConflicts {
+			// Conflicts, and a primary still applying earlier views'
+			// entries (it cannot order yet), are worth another try.
+			if (errors.Is(err, kv.ErrConflict) || (errors.Is(err, app.ErrNotPrimary) && h.IsPrimary())) && attempt < maxConflicts {
+				if !errors.Is(err, kv.ErrConflict) {
+					time.Sleep(notReadyBackoff)
+				}
 				batch = pendings(included)
 				continue
 			}
@@ -158,27 +167,27 @@ type executed struct {
 
 // execute runs batch in tx. Invalid transactions are answered at once and
 // left out; the rest are returned with their receipts. An error is one
-// that is no transaction's fault (kv).
-func (b *builder) execute(tx *kv.Tx, batch []*pending) ([]executed, error) {
+// that is no transaction's fault (kv); unanswered then lists the
+// transactions not answered yet.
+func (b *builder) execute(tx *kv.Tx, batch []*pending) (out []executed, unanswered []*pending, err error) {
 	exec, err := b.exec(tx)
 	if err != nil {
-		return nil, err
+		return nil, batch, err
 	}
 	s := NewStateDB(tx)
 	now := uint64(b.now().Unix())
-	var out []executed
-	for _, p := range batch {
+	for i, p := range batch {
 		r, err := exec.Apply(tx, s, p.tx, p.from, now)
 		switch {
 		case errors.Is(err, ErrInvalidTx):
 			p.done <- outcome{err: err}
 		case err != nil:
-			return nil, err
+			return nil, append(pendings(out), batch[i:]...), err
 		default:
 			out = append(out, executed{p: p, r: r})
 		}
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func pendings(es []executed) []*pending {

@@ -20,10 +20,11 @@ import (
 	"github.com/holiman/uint256"
 )
 
-// Limits of eth_getLogs.
+// Limits of eth_getLogs and eth_feeHistory.
 const (
-	maxLogBlockRange = 100_000
-	maxLogResults    = 10_000
+	maxRewardPercentiles = 100
+	maxLogBlockRange     = 100_000
+	maxLogResults        = 10_000
 )
 
 func (a *App) head(c *call) (Head, error) {
@@ -99,6 +100,17 @@ func (a *App) latestState(c *call, params []json.RawMessage, i int) error {
 		default:
 			return invalidParams("a block object needs blockHash or blockNumber")
 		}
+	}
+	var hashArg string
+	if json.Unmarshal(raw, &hashArg) == nil && len(hashArg) == 66 {
+		var hash common.Hash
+		if err := hash.UnmarshalText([]byte(hashArg)); err != nil {
+			return invalidParams("invalid block hash %q: %v", hashArg, err)
+		}
+		if hash != h.Hash {
+			return errorf(codeServer, "the state of block %s is not available: coco keeps only the latest state", hash)
+		}
+		return nil
 	}
 	n, rerr := blockNumberArg(raw, h.Number)
 	if rerr != nil {
@@ -375,6 +387,17 @@ func (a *App) feeHistory(c *call, params []json.RawMessage) (any, error) {
 	if err := param(params, 2, "rewardPercentiles", false, &percentiles); err != nil {
 		return nil, err
 	}
+	if len(percentiles) > maxRewardPercentiles {
+		return nil, invalidParams("at most %d reward percentiles", maxRewardPercentiles)
+	}
+	for i, p := range percentiles {
+		if p < 0 || p > 100 || (i > 0 && p < percentiles[i-1]) {
+			return nil, invalidParams("reward percentiles must be ascending numbers between 0 and 100")
+		}
+	}
+	if count == 0 {
+		return nil, invalidParams("blockCount must be at least 1")
+	}
 	count = min(count, 1024, newest+1)
 	// Fees are zero on coco; gas used ratios would describe other
 	// parties' transactions, so they are reported as zero as well.
@@ -444,6 +467,9 @@ func (a *App) sendRawTransaction(c *call, params []json.RawMessage) (any, error)
 	if t.ChainId().Cmp(c.exec.ChainID()) != 0 {
 		return nil, errorf(codeServer, "invalid chain id %s: this chain's is %s", t.ChainId(), c.exec.ChainID())
 	}
+	if effectiveGasPrice(t).Sign() != 0 {
+		return nil, errorf(codeServer, "gas is priced at zero on coco: set gasPrice (or maxPriorityFeePerGas) to 0")
+	}
 	from, err := types.Sender(c.exec.Signer(), t)
 	if err != nil {
 		return nil, errorf(codeServer, "invalid sender: %v", err)
@@ -475,7 +501,7 @@ func (a *App) sendRawTransaction(c *call, params []json.RawMessage) (any, error)
 	case errors.Is(o.err, app.ErrNotPrimary):
 		return nil, o.err
 	case o.err != nil:
-		return nil, errorf(codeServer, "transaction %s did not commit (%v); send it again", t.Hash(), o.err)
+		return nil, errorf(codeServer, "transaction %s may not have committed (%v): ask eth_getTransactionReceipt, and send it again if it has none", t.Hash(), o.err)
 	}
 	return t.Hash(), nil
 }

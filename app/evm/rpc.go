@@ -145,6 +145,11 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 	if err := json.Unmarshal(body, &reqs); err != nil {
 		return app.JSON(rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: errorf(codeParse, "parse error: %v", err)}), nil
 	}
+	// A batch that sends transactions goes to the primary whole, before
+	// any of it runs here, so no call is answered twice.
+	if h := a.host.get(); (h == nil || !h.IsPrimary()) && sendsTransactions(reqs) {
+		return nil, app.ErrNotPrimary
+	}
 	if len(reqs) == 0 {
 		return app.JSON(rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: errorf(codeInvalidRequest, "empty batch")}), nil
 	}
@@ -249,4 +254,17 @@ func (a *App) netVersion(c *call, _ []json.RawMessage) (any, error) {
 
 func (a *App) chainID(c *call, _ []json.RawMessage) (any, error) {
 	return (*hexutil.Big)(c.exec.ChainID()), nil
+}
+
+// sendsTransactions reports whether a batch calls eth_sendRawTransaction.
+func sendsTransactions(reqs []json.RawMessage) bool {
+	for _, r := range reqs {
+		var m struct {
+			Method string `json:"method"`
+		}
+		if json.Unmarshal(r, &m) == nil && m.Method == "eth_sendRawTransaction" {
+			return true
+		}
+	}
+	return false
 }

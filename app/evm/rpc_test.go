@@ -298,6 +298,7 @@ func TestRPCTransferAndBlocks(t *testing.T) {
 	}
 	var genesis map[string]any
 	f.ok(t, 0, &genesis, "eth_getBlockByNumber", "earliest", false)
+	f.ok(t, 1, nil, "eth_getBalance", to, byNum["hash"]) // the head, by hash
 	if byNum["parentHash"] != genesis["hash"] {
 		t.Errorf("block 1's parent %v is not block 0 %v", byNum["parentHash"], genesis["hash"])
 	}
@@ -429,6 +430,8 @@ func TestRPCSendRawTransactionErrors(t *testing.T) {
 		{"insufficient funds", 0, enc(signed(signer, 0, f.dynTx(0, &to, 2e18, 21000, nil))), codeServer, "insufficient funds"},
 		{"intrinsic gas too low", 0, enc(signed(signer, 0, f.dynTx(0, &to, 1, 20000, nil))), codeServer, "intrinsic gas too low"},
 		{"missing param", 0, nil, codeInvalidParams, "missing value"},
+		{"non-zero gas price", 0, enc(signed(signer, 0, &types.LegacyTx{Nonce: 1, To: &to, Gas: 21000, GasPrice: big.NewInt(1), Value: new(big.Int)})), codeServer, "priced at zero"},
+		{"non-zero tip", 0, enc(signed(signer, 0, &types.DynamicFeeTx{ChainID: big.NewInt(testChainID), Nonce: 1, To: &to, Gas: 21000, GasFeeCap: big.NewInt(5), GasTipCap: big.NewInt(1)})), codeServer, "priced at zero"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var params []any
@@ -465,6 +468,10 @@ func TestRPCMalformedRequests(t *testing.T) {
 		{"old state", `{"jsonrpc":"2.0","id":1,"method":"eth_getCode","params":["0x0000000000000000000000000000000000000001","0x5"]}`, codeServer},
 		{"storage is confidential", `{"jsonrpc":"2.0","id":1,"method":"eth_getStorageAt","params":["0x0000000000000000000000000000000000000001","0x0","latest"]}`, codeServer},
 		{"bad topics", `{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"topics":["0x12"]}]}`, codeInvalidParams},
+		{"too many percentiles", `{"jsonrpc":"2.0","id":1,"method":"eth_feeHistory","params":["0x1","latest",[` + strings.Repeat("1,", 100) + `1]]}`, codeInvalidParams},
+		{"descending percentiles", `{"jsonrpc":"2.0","id":1,"method":"eth_feeHistory","params":["0x1","latest",[50,10]]}`, codeInvalidParams},
+		{"zero block count", `{"jsonrpc":"2.0","id":1,"method":"eth_feeHistory","params":["0x0","latest"]}`, codeInvalidParams},
+		{"state of another block hash", `{"jsonrpc":"2.0","id":1,"method":"eth_getCode","params":["0x0000000000000000000000000000000000000001","0x0000000000000000000000000000000000000000000000000000000000000001"]}`, codeServer},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b, err := f.raw(t, 0, c.body)
@@ -513,6 +520,10 @@ func TestRPCBackupForwardsWrites(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": []any{hexutil.Bytes(mustBinary(t, tx))}})
 	if _, err := f.raw(t, 0, string(body)); !errors.Is(err, app.ErrNotPrimary) {
 		t.Fatalf("sendRawTransaction on a backup: %v, want app.ErrNotPrimary", err)
+	}
+	batch := `[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},` + string(body) + `]`
+	if _, err := f.raw(t, 0, batch); !errors.Is(err, app.ErrNotPrimary) {
+		t.Fatalf("a batch with a transaction on a backup: %v, want app.ErrNotPrimary before anything runs", err)
 	}
 	f.ok(t, 0, nil, "eth_blockNumber")
 }

@@ -59,6 +59,21 @@ type stTransaction struct {
 	Value                []string              `json:"value"`
 	SecretKey            hexutil.Bytes         `json:"secretKey"`
 	Sender               *common.Address       `json:"sender"`
+	// Blob and set-code transactions, which coco does not run: such tests
+	// are skipped.
+	BlobVersionedHashes json.RawMessage `json:"blobVersionedHashes"`
+	AuthorizationList   json.RawMessage `json:"authorizationList"`
+}
+
+// unsupported says why coco cannot run the transaction, or "".
+func (tx *stTransaction) unsupported() string {
+	switch {
+	case len(tx.BlobVersionedHashes) > 0 && string(tx.BlobVersionedHashes) != "null":
+		return "blob transaction (type 3), which coco does not run"
+	case len(tx.AuthorizationList) > 0 && string(tx.AuthorizationList) != "null":
+		return "set-code transaction (type 4), which coco does not run"
+	}
+	return ""
 }
 
 type stPost struct {
@@ -147,6 +162,11 @@ func RunStateTests(doc []byte) ([]StateTestResult, error) {
 				cfg, ok := forkConfig(fork)
 				if !ok {
 					r.Skipped, r.Detail = true, "fork not supported (coco runs "+strings.Join(StateTestForks, ", ")+")"
+					out = append(out, r)
+					continue
+				}
+				if why := t.Tx.unsupported(); why != "" {
+					r.Skipped, r.Detail = true, why
 					out = append(out, r)
 					continue
 				}

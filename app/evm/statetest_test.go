@@ -108,13 +108,29 @@ func TestStateTestDetectsMismatch(t *testing.T) {
 	osaka[1].(map[string]any)["logs"] = common.Hash{2}.Hex()
 	osaka[2].(map[string]any)["expectException"] = "TR_Whatever"
 	posts["Frontier"] = []any{osaka[0]}
-	b, _ := json.Marshal(map[string]any{"storeAndLog": raw["storeAndLog"]})
+	blob := map[string]any{}
+	for k, v := range raw["transfer"] {
+		blob[k] = v
+	}
+	txObj := map[string]any{}
+	for k, v := range blob["transaction"].(map[string]any) {
+		txObj[k] = v
+	}
+	txObj["blobVersionedHashes"] = []string{common.Hash{1}.Hex()}
+	blob["transaction"] = txObj
+	b, _ := json.Marshal(map[string]any{"storeAndLog": raw["storeAndLog"], "zblob": blob})
 	results, err := RunStateTests(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"Osaka/0": "FAIL", "Osaka/1": "FAIL", "Osaka/2": "FAIL", "Frontier/0": "SKIP", "Prague/0": "PASS", "Cancun/2": "PASS"}
 	for _, r := range results {
+		if r.Name == "zblob" {
+			if !r.Skipped {
+				t.Errorf("a blob transaction's test: %s, want SKIP", r)
+			}
+			continue
+		}
 		key := r.Fork + "/" + strconv.Itoa(r.Index)
 		if w, ok := want[key]; ok && !strings.HasPrefix(r.String(), w) {
 			t.Errorf("%s: %s, want %s", key, r, w)
