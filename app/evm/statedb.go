@@ -32,6 +32,23 @@ const (
 
 const accountLen = 8 + 32 + 32
 
+// encodeAccount is an AccountsMap value.
+func encodeAccount(nonce uint64, balance *uint256.Int, codeHash common.Hash) []byte {
+	b := make([]byte, accountLen)
+	binary.BigEndian.PutUint64(b[:8], nonce)
+	balance.PutUint256(b[8:40])
+	copy(b[40:], codeHash[:])
+	return b
+}
+
+// decodeAccount reads an AccountsMap value; ok is false if it is malformed.
+func decodeAccount(b []byte) (nonce uint64, balance *uint256.Int, codeHash common.Hash, ok bool) {
+	if len(b) != accountLen {
+		return 0, nil, common.Hash{}, false
+	}
+	return binary.BigEndian.Uint64(b[:8]), new(uint256.Int).SetBytes(b[8:40]), common.BytesToHash(b[40:]), true
+}
+
 // account is one account as the current transaction sees it.
 type account struct {
 	nonce    uint64
@@ -131,11 +148,10 @@ func (s *StateDB) load(addr common.Address) *account {
 	}
 	var a *account
 	if b, ok := s.tx.Get(AccountsMap, string(addr[:])); ok {
-		if len(b) != accountLen {
+		if nonce, balance, codeHash, ok := decodeAccount(b); !ok {
 			s.setErr(fmt.Errorf("evm: account %s: stored record has %d bytes, want %d", addr, len(b), accountLen))
 		} else {
-			a = &account{nonce: binary.BigEndian.Uint64(b[:8]), codeHash: common.BytesToHash(b[40:72])}
-			a.balance.SetBytes(b[8:40])
+			a = &account{nonce: nonce, balance: *balance, codeHash: codeHash}
 		}
 	}
 	s.accounts[addr] = a
@@ -612,11 +628,7 @@ func (s *StateDB) writeAccount(addr common.Address, a *account) {
 		// the one it replaced.
 		s.deleteStorage(addr)
 	}
-	var b [accountLen]byte
-	binary.BigEndian.PutUint64(b[:8], a.nonce)
-	a.balance.PutUint256(b[8:40])
-	copy(b[40:], a.codeHash[:])
-	s.put(AccountsMap, string(addr[:]), b[:])
+	s.put(AccountsMap, string(addr[:]), encodeAccount(a.nonce, &a.balance, a.codeHash))
 	if a.codeDirty && len(a.code) > 0 {
 		s.put(CodeMap, string(a.codeHash[:]), a.code)
 	}

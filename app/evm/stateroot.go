@@ -1,7 +1,6 @@
 package evm
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/cocoledger/coco/kv"
@@ -10,7 +9,6 @@ import (
 	"github.com/ethereum/go-ethereum/core/tracing"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/params"
-	"github.com/holiman/uint256"
 )
 
 // StateRoot loads every account, its code and its storage from tx into a
@@ -25,15 +23,16 @@ func StateRoot(tx *kv.Tx) (common.Hash, error) {
 	}
 	var ferr error
 	tx.Range(AccountsMap, func(k string, v []byte) bool {
-		if len(k) != common.AddressLength || len(v) != accountLen {
+		nonce, balance, h, ok := decodeAccount(v)
+		if len(k) != common.AddressLength || !ok {
 			ferr = fmt.Errorf("evm: malformed account record %x", k)
 			return false
 		}
 		addr := common.BytesToAddress([]byte(k))
 		sdb.CreateAccount(addr)
-		sdb.SetNonce(addr, binary.BigEndian.Uint64(v[:8]), tracing.NonceChangeUnspecified)
-		sdb.SetBalance(addr, new(uint256.Int).SetBytes(v[8:40]), tracing.BalanceChangeUnspecified)
-		if h := common.BytesToHash(v[40:]); h != types.EmptyCodeHash {
+		sdb.SetNonce(addr, nonce, tracing.NonceChangeUnspecified)
+		sdb.SetBalance(addr, balance, tracing.BalanceChangeUnspecified)
+		if h != types.EmptyCodeHash {
 			code, ok := tx.Get(CodeMap, string(h[:]))
 			if !ok {
 				ferr = fmt.Errorf("evm: code %s of %s is missing", h, addr)

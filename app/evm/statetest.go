@@ -1,7 +1,6 @@
 package evm
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -335,14 +334,12 @@ func (tx *stTransaction) message(post stPost, baseFee *big.Int) (*core.Message, 
 // StateDB, it keeps empty accounts (genesis and state-test pre-states may
 // hold them).
 func putAccount(tx *kv.Tx, addr common.Address, acc types.Account) error {
-	var b [accountLen]byte
-	binary.BigEndian.PutUint64(b[:8], acc.Nonce)
+	balance := new(uint256.Int)
 	if acc.Balance != nil {
-		v, overflow := uint256.FromBig(acc.Balance)
-		if overflow || acc.Balance.Sign() < 0 {
+		var overflow bool
+		if balance, overflow = uint256.FromBig(acc.Balance); overflow || acc.Balance.Sign() < 0 {
 			return fmt.Errorf("evm: balance of %s is out of range", addr)
 		}
-		v.PutUint256(b[8:40])
 	}
 	codeHash := types.EmptyCodeHash
 	if len(acc.Code) > 0 {
@@ -351,8 +348,7 @@ func putAccount(tx *kv.Tx, addr common.Address, acc types.Account) error {
 			return err
 		}
 	}
-	copy(b[40:], codeHash[:])
-	if err := tx.Put(AccountsMap, string(addr[:]), b[:]); err != nil {
+	if err := tx.Put(AccountsMap, string(addr[:]), encodeAccount(acc.Nonce, balance, codeHash)); err != nil {
 		return err
 	}
 	for k, v := range acc.Storage {
