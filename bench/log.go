@@ -119,18 +119,7 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 		urls[i] = &url.URL{Scheme: "https", Host: t, Path: cfg.Path}
 	}
 
-	roots := x509.NewCertPool()
-	roots.AddCert(cfg.ServiceCert)
-	clientCert := cfg.ClientCert
-	tlsConf := &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		RootCAs:    roots,
-		// Always present the user certificate: Go would otherwise withhold
-		// it when the server's acceptable-CA list does not name its issuer.
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &clientCert, nil
-		},
-	}
+	tlsConf := userTLS(cfg.ServiceCert, cfg.ClientCert)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -193,7 +182,8 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 
 // newTransport gives one client its own connection pool, limited to one
 // connection per target, so that Clients really means Clients concurrent
-// TCP+TLS connections, each kept alive and reused for every request.
+// TCP+TLS connections, each kept alive and reused for every request. dials,
+// if not nil, counts the connections dialed.
 func newTransport(tlsConf *tls.Config, h2 bool, targets int, dials *atomic.Int64) *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	var protos http.Protocols
@@ -204,7 +194,9 @@ func newTransport(tlsConf *tls.Config, h2 bool, targets int, dials *atomic.Int64
 	}
 	return &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
+			if dials != nil {
+				dials.Add(1)
+			}
 			return dialer.DialContext(ctx, network, addr)
 		},
 		TLSClientConfig:     tlsConf.Clone(),

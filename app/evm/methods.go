@@ -1,6 +1,7 @@
 package evm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,7 +218,9 @@ func (a *App) message(c *call, params []json.RawMessage) (*core.Message, error) 
 	if rerr != nil {
 		return nil, rerr
 	}
-	if args.From != nil && *args.From != from {
+	// The zero address stands for "not given": go-ethereum's ethclient
+	// sends it when the caller set no From, and nobody signs for it.
+	if args.From != nil && *args.From != from && *args.From != (common.Address{}) {
 		return nil, errorf(codeServer, "calls run from your own registered address %s, not %s", from, args.From)
 	}
 	if args.ChainID != nil && args.ChainID.ToInt().Cmp(c.exec.ChainID()) != 0 {
@@ -489,16 +492,30 @@ func (a *App) sendRawTransaction(c *call, params []json.RawMessage) (any, error)
 	if err := a.builder.add(p); err != nil {
 		return nil, errorf(codeServer, "%v", err)
 	}
+	// Answered once it commits, after the rest of its batch was queued too.
+	return &queued{p: p}, nil
+}
+
+// queued is eth_sendRawTransaction's result until its transaction commits:
+// serveRPC queues every transaction of a batch before waiting for the
+// first, so a batch of transfers commits together instead of one after
+// the other.
+type queued struct{ p *pending }
+
+// await waits for q's transaction to commit and returns the call's result.
+func (q *queued) await(ctx context.Context) (any, error) {
+	t := q.p.tx
 	var o outcome
 	select {
-	case o = <-p.done:
-	case <-c.c.Request.Context().Done():
+	case o = <-q.p.done:
+	case <-ctx.Done():
 		return nil, errorf(codeServer, "the request ended before the transaction committed; it may still commit: ask eth_getTransactionReceipt for %s", t.Hash())
 	}
 	switch {
 	case errors.Is(o.err, ErrInvalidTx):
 		return nil, errorf(codeServer, "%s", strings.TrimPrefix(o.err.Error(), ErrInvalidTx.Error()+": "))
 	case errors.Is(o.err, app.ErrNotPrimary):
+		// Not ordered: this node stopped being the primary first.
 		return nil, o.err
 	case o.err != nil:
 		return nil, errorf(codeServer, "transaction %s may not have committed (%v): ask eth_getTransactionReceipt, and send it again if it has none", t.Hash(), o.err)

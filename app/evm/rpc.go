@@ -2,6 +2,7 @@ package evm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,6 +137,9 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 	cl.addr, cl.has, cl.noAddr = callerAddress(c.Tx, c.Caller.ID)
 	if body[0] != '[' {
 		resp, err := a.serveOne(cl, body)
+		if err == nil {
+			err = a.settle(c.Request.Context(), &resp)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -164,7 +168,41 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 		}
 		out = append(out, resp)
 	}
+	// Every transaction of the batch is queued by now; wait for them.
+	for i := range out {
+		if err := a.settle(c.Request.Context(), &out[i]); errors.Is(err, app.ErrNotPrimary) {
+			// Too late to forward the batch: other calls of it may have
+			// committed here.
+			out[i].Error = errorf(codeServer, "transaction not ordered: this node stopped being the primary; send it again")
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	return app.JSON(out), nil
+}
+
+// settle waits for the transaction of an eth_sendRawTransaction answer
+// (a queued result) to commit and puts the call's outcome in resp. It
+// returns app.ErrNotPrimary when the transaction was not ordered because
+// this node is not the primary any more.
+func (a *App) settle(ctx context.Context, resp *rpcResponse) error {
+	q, ok := resp.Result.(*queued)
+	if !ok {
+		return nil
+	}
+	result, err := q.await(ctx)
+	var re *rpcError
+	switch {
+	case errors.Is(err, app.ErrNotPrimary):
+		return err
+	case errors.As(err, &re):
+		resp.Result, resp.Error = nil, re
+	case err != nil:
+		return err
+	default:
+		resp.Result = result
+	}
+	return nil
 }
 
 func (a *App) serveOne(cl *call, raw json.RawMessage) (rpcResponse, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -365,6 +366,12 @@ func TestRPCContracts(t *testing.T) {
 		t.Errorf("eth_call saw caller %x, want the calling user's address %s", out, f.users[1].addr)
 	}
 	f.fails(t, 1, codeServer, "your own registered address", "eth_call", map[string]any{"to": contract, "from": f.users[0].addr})
+	// go-ethereum's ethclient sends the zero address for "no from".
+	out = nil
+	f.ok(t, 1, &out, "eth_call", map[string]any{"to": contract, "from": common.Address{}}, "latest")
+	if common.BytesToAddress(out) != f.users[1].addr {
+		t.Errorf("eth_call with the zero from saw caller %x, want the calling user's address %s", out, f.users[1].addr)
+	}
 	a := f.fails(t, 0, codeReverted, "execution reverted: nope", "eth_call", map[string]any{"to": contract, "data": "0x01"})
 	if a.Error.Data != hexutil.Encode(rd) {
 		t.Errorf("revert data %s, want %x", a.Error.Data, rd)
@@ -504,6 +511,57 @@ func TestRPCMalformedRequests(t *testing.T) {
 	}
 	if string(batch[0].ID) != "1" || batch[0].Error != nil || batch[1].Error == nil || batch[1].Error.Code != codeMethodNotFound || string(batch[2].Result) != `"0x0"` {
 		t.Errorf("batch answer %s", b)
+	}
+}
+
+// TestRPCBatchOfTransactions: a JSON-RPC batch of transactions is queued
+// whole before its answers are awaited; each call gets its own answer.
+func TestRPCBatchOfTransactions(t *testing.T) {
+	f := newRPCFixture(t)
+	to := f.users[1].addr
+	var calls []string
+	var hashes []common.Hash
+	for n := range uint64(5) {
+		d := f.dynTx(0, &to, 1, 21000, nil)
+		d.Nonce = n
+		tx := f.sign(t, 0, d)
+		hashes = append(hashes, tx.Hash())
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": n, "method": "eth_sendRawTransaction", "params": []any{hexutil.Bytes(mustBinary(t, tx))}})
+		calls = append(calls, string(body))
+	}
+	// A nonce far ahead is refused on its own; the others commit.
+	d := f.dynTx(0, &to, 1, 21000, nil)
+	d.Nonce = 9
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 5, "method": "eth_sendRawTransaction", "params": []any{hexutil.Bytes(mustBinary(t, f.sign(t, 0, d)))}})
+	calls = append(calls, string(body))
+	b, err := f.raw(t, 0, "["+strings.Join(calls, ",")+"]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []rpcAnswer
+	if err := json.Unmarshal(b, &answers); err != nil || len(answers) != 6 {
+		t.Fatalf("batch answer %s (%v)", b, err)
+	}
+	for i, a := range answers[:5] {
+		var h common.Hash
+		if a.Error != nil || json.Unmarshal(a.Result, &h) != nil || h != hashes[i] || string(a.ID) != strconv.Itoa(i) {
+			t.Errorf("answer %d: %+v, want hash %s", i, a, hashes[i])
+		}
+	}
+	if a := answers[5]; a.Error == nil || a.Error.Code != codeServer || !strings.Contains(a.Error.Message, "nonce too high") {
+		t.Errorf("answer to the nonce-9 transaction: %+v, want nonce too high", a)
+	}
+	var n hexutil.Uint64
+	f.ok(t, 0, &n, "eth_getTransactionCount", f.users[0].addr, "latest")
+	if n != 5 {
+		t.Errorf("nonce after the batch: %d, want 5", n)
+	}
+	for _, h := range hashes {
+		var r map[string]any
+		f.ok(t, 0, &r, "eth_getTransactionReceipt", h)
+		if r == nil || r["status"] != "0x1" {
+			t.Errorf("receipt of %s: %v", h, r)
+		}
 	}
 }
 

@@ -55,7 +55,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure coco's throughput and latency",
 	}
-	cmd.AddCommand(newBenchLogCmd(), newBenchCeilingCmd(), newBenchCeilingServerCmd())
+	cmd.AddCommand(newBenchLogCmd(), newBenchERC20Cmd(), newBenchCeilingCmd(), newBenchCeilingServerCmd())
 	return cmd
 }
 
@@ -257,4 +257,87 @@ func benchSandboxFile(path string) string {
 		return filepath.Join(path, "sandbox.json")
 	}
 	return path
+}
+
+func newBenchERC20Cmd() *cobra.Command {
+	var (
+		sandbox  string
+		accounts int
+		batch    int
+		duration time.Duration
+		warmup   time.Duration
+		maxRate  int
+		seed     uint64
+		allNodes bool
+	)
+	cmd := &cobra.Command{
+		Use:   "erc20",
+		Short: "Committed ERC-20 transfers/s of the Ethereum app on a running sandbox",
+		Long: `Registers --accounts fresh users with Ethereum addresses (set_user proposals
+voted by the sandbox's members), deploys an ERC-20 token, funds every account
+with it, signs each account's transfers to random other accounts in advance,
+and has every account send them in nonce order, one request at a time on its
+own connection, through eth_sendRawTransaction (coco answers once the
+transaction committed). Prints committed transfers/s and latency as a
+markdown table row, then checks every account's token balance and nonce
+against the acknowledged transfers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			sb, err := bench.LoadSandbox(benchSandboxFile(sandbox))
+			if err != nil {
+				return err
+			}
+			cfg := bench.ERC20Config{Batch: batch, Duration: duration, Warmup: warmup, MaxRate: maxRate, Seed: seed}
+			if cfg.ServiceCert, err = sb.ServiceCertificate(); err != nil {
+				return err
+			}
+			primary, err := bench.PrimaryAddress(ctx, cfg.ServiceCert, sb.RPCAddresses())
+			if err != nil {
+				return err
+			}
+			cfg.Targets = []string{primary}
+			if allNodes {
+				cfg.Targets = sb.RPCAddresses()
+			}
+			out := cmd.OutOrStdout()
+			errOut := cmd.ErrOrStderr()
+			fmt.Fprintf(errOut, "setting up %d accounts and a token on %s...\n", accounts, primary)
+			if cfg.Env, err = bench.SetupERC20(ctx, sb, primary, accounts); err != nil {
+				return err
+			}
+			fmt.Fprintf(errOut, "token %s; signing transfers and running for %s + %s warmup...\n", cfg.Env.Token, duration, warmup)
+			res, err := bench.RunERC20(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, bench.ERC20MarkdownHeader)
+			fmt.Fprintln(out, res.Markdown())
+			if res.LastError != "" {
+				fmt.Fprintf(out, "<!-- last error: %s -->\n", res.LastError)
+			}
+			if res.Exhausted > 0 {
+				fmt.Fprintf(out, "<!-- %d accounts sent every transfer they had signed: the figure is capped by --max-rate %d -->\n", res.Exhausted, maxRate)
+			}
+			counted, err := bench.VerifyERC20(ctx, cfg, res)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "<!-- balances and nonces of %d accounts match %d committed transfers -->\n", accounts, counted)
+			if res.Transfers == 0 {
+				return fmt.Errorf("no transfer committed in the measured window (errors: %v)", res.Errors)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by coco sandbox (or its directory)")
+	fl.IntVar(&accounts, "accounts", 64, "sending accounts, each a user on its own kept-alive connection")
+	fl.IntVar(&batch, "batch", 1, "transfers per request: 1 sends plain JSON-RPC requests, more sends JSON-RPC batches")
+	fl.DurationVar(&duration, "duration", 10*time.Second, "measured duration")
+	fl.DurationVar(&warmup, "warmup", 2*time.Second, "warmup before measuring (not counted)")
+	fl.IntVar(&maxRate, "max-rate", 20000, "transfers/s the pre-signed transfers can sustain over the whole run (signing happens before it)")
+	fl.Uint64Var(&seed, "seed", 1, "seed of the recipients' choice")
+	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node (backups forward them) instead of sending them all to the primary")
+	return cmd
 }

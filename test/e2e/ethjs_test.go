@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,6 +37,16 @@ func TestEthersJS(t *testing.T) {
 		t.Fatalf("node --test in test/ethjs: %v\n%s", err, out)
 	}
 	t.Logf("node --test in test/ethjs passed:\n%s", tailBytes(out, 12))
+
+	// `coco bench erc20` end to end on the same sandbox: it registers its
+	// accounts through governance, deploys and funds the token, and checks
+	// every balance and nonce afterwards (a mismatch exits non-zero).
+	bout, code := runCoco(t, "bench", "erc20", "--sandbox", s.dir, "--accounts", "6", "--batch", "3",
+		"--duration", "1s", "--warmup", "200ms", "--max-rate", "3000")
+	if code != 0 || !strings.Contains(bout, "balances and nonces of 6 accounts match") {
+		t.Fatalf("coco bench erc20: exit %d\n%s", code, bout)
+	}
+	t.Logf("coco bench erc20:\n%s", bout)
 }
 
 // tailBytes is the last n lines of b.

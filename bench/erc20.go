@@ -1,0 +1,573 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/big"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+)
+
+// ERC20Config describes an ERC-20 transfer workload on a token set up by
+// SetupERC20.
+type ERC20Config struct {
+	// Targets are the RPC addresses (host:port) requests rotate over.
+	Targets     []string
+	ServiceCert *x509.Certificate
+	Env         *ERC20Env
+	// Batch is the number of transfers per HTTP request: 1 sends plain
+	// JSON-RPC requests, more sends JSON-RPC batches (as ethers'
+	// JsonRpcProvider does by default).
+	Batch int
+	// Duration is the measured window; Warmup precedes it and is not counted.
+	Duration time.Duration
+	Warmup   time.Duration
+	// MaxRate is the highest rate (transfers/s over all accounts) the run
+	// can sustain: every account signs enough transfers for it before the
+	// run starts, so that signing costs the measured window nothing. An
+	// account that runs out stops, and the result says so.
+	MaxRate int
+	// Seed picks the transfers' recipients.
+	Seed uint64
+}
+
+func (c *ERC20Config) normalise() error {
+	var errs []error
+	if len(c.Targets) == 0 {
+		errs = append(errs, errors.New("no targets"))
+	}
+	for _, t := range c.Targets {
+		if err := hostPort(t); err != nil {
+			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
+		}
+	}
+	if c.ServiceCert == nil {
+		errs = append(errs, errors.New("no service certificate"))
+	}
+	if c.Env == nil || len(c.Env.Accounts) == 0 || c.Env.ChainID == nil {
+		errs = append(errs, errors.New("no token environment with accounts"))
+	}
+	if c.Batch <= 0 || c.Batch > 1000 {
+		errs = append(errs, fmt.Errorf("batch must be in [1, 1000], got %d", c.Batch))
+	}
+	if c.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("duration must be positive, got %s", c.Duration))
+	}
+	if c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("warmup must not be negative, got %s", c.Warmup))
+	}
+	if c.MaxRate <= 0 {
+		errs = append(errs, fmt.Errorf("max rate must be positive, got %d", c.MaxRate))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// perAccount is the number of transfers each account signs: enough for
+// MaxRate over the whole run, in whole batches.
+func (c *ERC20Config) perAccount() int {
+	total := float64(c.MaxRate) * (c.Warmup + c.Duration).Seconds()
+	n := int(total/float64(len(c.Env.Accounts))) + 1
+	return (n + c.Batch - 1) / c.Batch * c.Batch
+}
+
+// ERC20Result summarises one RunERC20 run. Only the measured window counts
+// for the rates and latencies; Sent and Acked cover the whole run, for the
+// balance check.
+type ERC20Result struct {
+	Target   string
+	Accounts int
+	Batch    int
+	// Transfers is the number of transfers acknowledged as committed in the
+	// window; a transfer's latency is that of its request.
+	Transfers  uint64
+	Elapsed    time.Duration
+	Throughput float64 // committed transfers per second
+	P50        time.Duration
+	P90        time.Duration
+	P99        time.Duration
+	Max        time.Duration
+	// Errors counts failed transfers by cause: an HTTP status ("503"),
+	// a JSON-RPC error code ("rpc-32000"), or "transport".
+	Errors map[string]int
+	// LastError is the last error message seen, if any.
+	LastError string
+	// Exhausted is the number of accounts that sent every transfer they
+	// had signed before the run ended (MaxRate was too low).
+	Exhausted int
+
+	accounts []*erc20Client
+}
+
+// ErrorCount is the total number of failed transfers.
+func (r *ERC20Result) ErrorCount() int {
+	n := 0
+	for _, c := range r.Errors {
+		n += c
+	}
+	return n
+}
+
+// ERC20MarkdownHeader is the table header matching ERC20Result.Markdown.
+const ERC20MarkdownHeader = "| target | accounts | batch | committed transfers/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|---|"
+
+// Markdown renders r as one row of the ERC20MarkdownHeader table.
+func (r *ERC20Result) Markdown() string {
+	errs := "0"
+	if len(r.Errors) > 0 {
+		parts := make([]string, 0, len(r.Errors))
+		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+			parts = append(parts, fmt.Sprintf("%s:%d", k, r.Errors[k]))
+		}
+		errs = strings.Join(parts, " ")
+	}
+	return fmt.Sprintf("| %s | %d | %d | %.1f | %s | %s | %s |",
+		r.Target, r.Accounts, r.Batch, r.Throughput, fmtLatency(r.P50), fmtLatency(r.P99), errs)
+}
+
+// RunERC20 signs cfg.MaxRate's worth of token transfers for every account,
+// then has each account send its transfers in order, one request (of
+// cfg.Batch transfers) at a time, to cfg.Targets in rotation, for
+// cfg.Warmup then cfg.Duration. coco answers eth_sendRawTransaction once
+// the transaction committed, so every acknowledged transfer is a committed
+// one. An account stops at its first failed transfer (the nonces after it
+// would be refused). Cancelling ctx stops the run early with ctx's error.
+func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
+	if err := cfg.normalise(); err != nil {
+		return nil, err
+	}
+	clients, err := presign(cfg)
+	if err != nil {
+		return nil, err
+	}
+	urls := make([]*url.URL, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		urls[i] = &url.URL{Scheme: "https", Host: t, Path: EthPath}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	window := start.Add(cfg.Warmup)
+	end := window.Add(cfg.Duration)
+	stopTimer := time.AfterFunc(time.Until(end.Add(stopGrace)), cancel)
+	defer stopTimer.Stop()
+
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		c.urls, c.next = urls, i%len(urls)
+		c.window, c.end = window, end
+		c.http = newTransport(userTLS(cfg.ServiceCert, c.acc.Cert), false, len(urls), nil)
+		wg.Go(func() { c.run(runCtx) })
+	}
+	wg.Wait()
+	for _, c := range clients {
+		c.http.CloseIdleConnections()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench interrupted: %w", err)
+	}
+
+	res := &ERC20Result{
+		Target:   strings.Join(cfg.Targets, ","),
+		Accounts: len(clients),
+		Batch:    cfg.Batch,
+		Elapsed:  cfg.Duration,
+		Errors:   map[string]int{},
+		accounts: clients,
+	}
+	var h histogram
+	for _, c := range clients {
+		h.merge(&c.hist)
+		for k, v := range c.errors {
+			res.Errors[k] += v
+		}
+		if c.lastErr != "" {
+			res.LastError = c.lastErr
+		}
+		if c.exhausted {
+			res.Exhausted++
+		}
+	}
+	res.Transfers = h.n
+	res.Throughput = float64(h.n) / cfg.Duration.Seconds()
+	res.P50, res.P90, res.P99 = h.quantile(0.50), h.quantile(0.90), h.quantile(0.99)
+	res.Max = h.max
+	return res, nil
+}
+
+// erc20Client is one account's closed loop. It is owned by its goroutine
+// until run returns.
+type erc20Client struct {
+	acc    ERC20Account
+	txs    []*types.Transaction
+	to     []int    // recipient (account index) of each transfer
+	bodies [][]byte // one request per batch of txs
+	batch  int
+
+	urls   []*url.URL
+	next   int
+	window time.Time
+	end    time.Time
+	http   *http.Transport
+
+	// acked transfers are txs[:acked]; unsure ones (the rest of the
+	// request that failed) may or may not have committed.
+	acked     int
+	unsure    []*types.Transaction
+	exhausted bool
+	hist      histogram
+	errors    map[string]int
+	lastErr   string
+}
+
+// presign signs every account's transfers, in parallel, and encodes their
+// requests.
+func presign(cfg ERC20Config) ([]*erc20Client, error) {
+	tok, err := parseTokenABI()
+	if err != nil {
+		return nil, err
+	}
+	env := cfg.Env
+	n := cfg.perAccount()
+	signer := types.LatestSignerForChainID(env.ChainID)
+	one := big.NewInt(1)
+	clients := make([]*erc20Client, len(env.Accounts))
+	errs := make([]error, len(clients))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := range work {
+				clients[i], errs[i] = presignAccount(cfg, tok, signer, i, n, one)
+			}
+		})
+	}
+	for i := range clients {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return clients, nil
+}
+
+func presignAccount(cfg ERC20Config, tok erc20ABI, signer types.Signer, i, n int, value *big.Int) (*erc20Client, error) {
+	accs := cfg.Env.Accounts
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+	c := &erc20Client{acc: accs[i], batch: cfg.Batch, errors: map[string]int{}}
+	c.txs = make([]*types.Transaction, n)
+	c.to = make([]int, n)
+	for j := range n {
+		to := i
+		if len(accs) > 1 {
+			to = (i + 1 + rng.IntN(len(accs)-1)) % len(accs)
+		}
+		data, err := tok.Pack("transfer", accs[to].Address, value)
+		if err != nil {
+			return nil, fmt.Errorf("bench: transfer call: %w", err)
+		}
+		if c.txs[j], err = signTx(signer, accs[i].Key, uint64(j), &cfg.Env.Token, transferGas, data); err != nil {
+			return nil, err
+		}
+		c.to[j] = to
+	}
+	for j := 0; j < n; j += cfg.Batch {
+		body, err := sendRawBody(c.txs[j:j+cfg.Batch], cfg.Batch > 1)
+		if err != nil {
+			return nil, err
+		}
+		c.bodies = append(c.bodies, body)
+	}
+	return c, nil
+}
+
+// sendRawBody encodes eth_sendRawTransaction requests for txs, with ids
+// 0, 1, ..., as a JSON-RPC batch or, when batch is false, as the one
+// plain request for txs[0].
+func sendRawBody(txs []*types.Transaction, batch bool) ([]byte, error) {
+	var b bytes.Buffer
+	if batch {
+		b.WriteByte('[')
+	}
+	for k, t := range txs {
+		raw, err := t.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("bench: encode a transaction: %w", err)
+		}
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["%s"]}`, k, hexutil.Encode(raw))
+		if !batch {
+			break
+		}
+	}
+	if batch {
+		b.WriteByte(']')
+	}
+	return b.Bytes(), nil
+}
+
+func (c *erc20Client) run(ctx context.Context) {
+	for k, body := range c.bodies {
+		if ctx.Err() != nil {
+			return
+		}
+		sent := time.Now()
+		if !sent.Before(c.end) {
+			return
+		}
+		first := k * c.batch
+		txs := c.txs[first : first+c.batch]
+		outs, cause, err := c.post(ctx, body, len(txs))
+		done := time.Now()
+		inWindow := !sent.Before(c.window) && !done.After(c.end)
+		failed := err != nil
+		for j := range outs {
+			if outs[j] != "" {
+				failed = true
+				if cause == "" {
+					cause, err = "rpc"+rpcCode(outs[j]), errors.New(outs[j])
+				}
+				continue
+			}
+			if !failed {
+				c.acked++
+				if inWindow {
+					c.hist.record(done.Sub(sent))
+				}
+			}
+		}
+		if failed {
+			// What was not acknowledged may still have committed (the
+			// request may have timed out after its commit): the balance
+			// check asks for receipts.
+			c.unsure = txs[c.acked-first:]
+			c.errors[cause]++
+			c.lastErr = err.Error()
+			return
+		}
+	}
+	c.exhausted = true
+}
+
+// post sends one request and returns, for each of its n transfers, ""
+// when it was acknowledged or its JSON-RPC error as "code: message".
+// A request that failed as a whole returns a cause ("transport", an HTTP
+// status) and an error.
+func (c *erc20Client) post(ctx context.Context, body []byte, n int) (outs []string, cause string, err error) {
+	u := c.urls[c.next]
+	c.next = (c.next + 1) % len(c.urls)
+	req := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           u,
+		Host:          u.Host,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+	}).WithContext(ctx)
+	resp, err := c.http.RoundTrip(req)
+	if err != nil {
+		return nil, "transport", err
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, "transport", fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, strconv.Itoa(resp.StatusCode), fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	outs, err = parseSendRawAnswers(raw, n, c.batch > 1)
+	if err != nil {
+		return nil, "malformed", err
+	}
+	return outs, "", nil
+}
+
+type rpcAnswer struct {
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// parseSendRawAnswers reads the answers to n eth_sendRawTransaction
+// requests with ids 0..n-1 (a batch, or one plain answer when batch is
+// false), in id order: "" for a transaction hash, "code: message" for an
+// error.
+func parseSendRawAnswers(raw []byte, n int, batch bool) ([]string, error) {
+	var answers []rpcAnswer
+	if batch {
+		if err := json.Unmarshal(raw, &answers); err != nil {
+			return nil, fmt.Errorf("malformed JSON-RPC batch answer: %w", err)
+		}
+	} else {
+		var a rpcAnswer
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, fmt.Errorf("malformed JSON-RPC answer: %w", err)
+		}
+		if a.Error != nil && string(a.ID) == "null" {
+			// The request as a whole was refused.
+			a.ID = json.RawMessage("0")
+		}
+		answers = []rpcAnswer{a}
+	}
+	if len(answers) != n {
+		return nil, fmt.Errorf("%d answers to %d requests", len(answers), n)
+	}
+	outs := make([]string, n)
+	seen := make([]bool, n)
+	for _, a := range answers {
+		id, err := strconv.Atoi(string(a.ID))
+		if err != nil || id < 0 || id >= n || seen[id] {
+			return nil, fmt.Errorf("answer with unexpected id %s", a.ID)
+		}
+		seen[id] = true
+		switch {
+		case a.Error != nil:
+			outs[id] = fmt.Sprintf("%d: %s", a.Error.Code, a.Error.Message)
+		case len(a.Result) == 0 || string(a.Result) == "null":
+			return nil, fmt.Errorf("answer %d has neither result nor error", id)
+		}
+	}
+	return outs, nil
+}
+
+// rpcCode is the code of an answer rendered "code: message".
+func rpcCode(out string) string {
+	code, _, _ := strings.Cut(out, ":")
+	return code
+}
+
+// VerifyERC20 checks the token after a run: every account's balance must
+// be its funding, less what it sent, plus what it received, counting every
+// acknowledged transfer and those of a failed request that have a
+// successful receipt; and every account's nonce must count the
+// transactions it got in. It returns the number of transfers it counted.
+func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, error) {
+	env := cfg.Env
+	tok, err := parseTokenABI()
+	if err != nil {
+		return 0, err
+	}
+	addr := cfg.Targets[0]
+	want := make([]*big.Int, len(env.Accounts))
+	for i := range want {
+		want[i] = new(big.Int).Set(env.Funding)
+	}
+	counted := 0
+	for i, c := range res.accounts {
+		included, moved := c.acked, c.acked
+		if len(c.unsure) > 0 {
+			if included, moved, err = resolveUnsure(ctx, cfg.ServiceCert, addr, c); err != nil {
+				return 0, err
+			}
+		}
+		for j := range moved {
+			want[i].Sub(want[i], big.NewInt(1))
+			want[c.to[j]].Add(want[c.to[j]], big.NewInt(1))
+		}
+		counted += moved
+		nonce, err := nonceOf(ctx, cfg.ServiceCert, addr, c.acc)
+		if err != nil {
+			return 0, err
+		}
+		if nonce != uint64(included) {
+			return 0, fmt.Errorf("bench: account %d (%s) has nonce %d, but %d of its transactions were committed", i, c.acc.Address, nonce, included)
+		}
+	}
+	rc, err := dialEth(ctx, cfg.ServiceCert, addr, env.Deployer)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	ec := ethclient.NewClient(rc)
+	var bad []string
+	for i, a := range env.Accounts {
+		got, err := balanceOf(ctx, ec, tok, env.Token, a.Address)
+		if err != nil {
+			return 0, err
+		}
+		if got.Cmp(want[i]) != 0 {
+			bad = append(bad, fmt.Sprintf("account %d (%s) holds %s, want %s", i, a.Address, got, want[i]))
+		}
+	}
+	if len(bad) > 0 {
+		return 0, fmt.Errorf("bench: %d of %d balances are wrong: %s", len(bad), len(env.Accounts), strings.Join(bad[:min(len(bad), 5)], "; "))
+	}
+	return counted, nil
+}
+
+// resolveUnsure asks for the receipts of c's unsure transfers: it returns
+// how many of c's transactions are on the chain (a prefix: nonces are
+// consecutive) and how many of them moved a token (all but a trailing
+// failed one).
+func resolveUnsure(ctx context.Context, serviceCert *x509.Certificate, addr string, c *erc20Client) (included, moved int, err error) {
+	rc, err := dialEth(ctx, serviceCert, addr, c.acc)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rc.Close()
+	ec := ethclient.NewClient(rc)
+	included, moved = c.acked, c.acked
+	for _, t := range c.unsure {
+		r, err := ec.TransactionReceipt(ctx, t.Hash())
+		if errors.Is(err, ethereum.NotFound) {
+			break
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("bench: receipt of %s: %w", t.Hash(), err)
+		}
+		included++
+		if r.Status == types.ReceiptStatusSuccessful && moved == included-1 {
+			moved++
+		}
+	}
+	if moved != included {
+		return 0, 0, fmt.Errorf("bench: account %s: a transfer failed on chain", c.acc.Address)
+	}
+	return included, moved, nil
+}
+
+// nonceOf asks for acc's nonce as acc (only an account's owner may).
+func nonceOf(ctx context.Context, serviceCert *x509.Certificate, addr string, acc ERC20Account) (uint64, error) {
+	rc, err := dialEth(ctx, serviceCert, addr, acc)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var n hexutil.Uint64
+	if err := rc.CallContext(ctx, &n, "eth_getTransactionCount", acc.Address, "latest"); err != nil {
+		return 0, fmt.Errorf("bench: nonce of %s: %w", acc.Address, err)
+	}
+	return uint64(n), nil
+}

@@ -1,0 +1,327 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	ethcrypto "github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+
+	cococrypto "github.com/cocoledger/coco/crypto"
+	govclient "github.com/cocoledger/coco/gov/client"
+)
+
+// tokenBin is the creation bytecode of test/ethjs/contracts/Token.sol (a
+// plain ERC-20 whose whole supply goes to the deployer), compiled by solc
+// 0.8.37 as the JavaScript tests compile it; test/ethjs checks that it is
+// current.
+//
+//go:embed token.bin
+var tokenBin string
+
+// tokenABI is the part of Token's interface the benchmark uses.
+const tokenABI = `[
+{"type":"constructor","inputs":[{"name":"name_","type":"string"},{"name":"symbol_","type":"string"},{"name":"supply","type":"uint256"}]},
+{"type":"function","name":"transfer","stateMutability":"nonpayable","inputs":[{"name":"to","type":"address"},{"name":"value","type":"uint256"}],"outputs":[{"name":"","type":"bool"}]},
+{"type":"function","name":"balanceOf","stateMutability":"view","inputs":[{"name":"","type":"address"}],"outputs":[{"name":"","type":"uint256"}]}
+]`
+
+// Gas limits of the benchmark's transactions: generous (gas is priced at
+// zero), so that no transaction runs out whatever the recipient's state.
+const (
+	deployGas   = 3_000_000
+	transferGas = 100_000
+)
+
+// fundingPerAccount is the token balance each account starts with: far
+// more than any run can spend, one token per transfer.
+var fundingPerAccount = new(big.Int).Exp(big.NewInt(10), big.NewInt(12), nil)
+
+// usersPerProposal bounds a set_user proposal's size (each action carries
+// a certificate), far under the nodes' request size limit.
+const usersPerProposal = 100
+
+// fundingBatch is the number of funding transfers sent per JSON-RPC batch.
+const fundingBatch = 250
+
+// ERC20Account is one benchmark account: a registered user's TLS identity
+// and the Ethereum key of its registered address.
+type ERC20Account struct {
+	Cert    tls.Certificate
+	Key     *ecdsa.PrivateKey
+	Address common.Address
+}
+
+// ERC20Env is a deployed token and the funded accounts that trade it.
+type ERC20Env struct {
+	ChainID  *big.Int
+	Token    common.Address
+	Deployer ERC20Account
+	Accounts []ERC20Account
+	// Funding is each account's token balance before the run.
+	Funding *big.Int
+}
+
+type erc20ABI struct{ abi.ABI }
+
+func parseTokenABI() (erc20ABI, error) {
+	a, err := abi.JSON(strings.NewReader(tokenABI))
+	if err != nil {
+		return erc20ABI{}, fmt.Errorf("bench: token ABI: %w", err)
+	}
+	return erc20ABI{a}, nil
+}
+
+// SetupERC20 prepares an ERC-20 run on the sandbox sb through the node at
+// addr: it creates accounts+1 fresh identities (a P-256 TLS certificate and
+// an Ethereum key each), has the sandbox's members register them as users
+// with their Ethereum addresses (set_user proposals, every member voting
+// yes), deploys Token from the first one and funds the others with it.
+// Every step waits for its commit, so the accounts can trade at once.
+func SetupERC20(ctx context.Context, sb *Sandbox, addr string, accounts int) (*ERC20Env, error) {
+	if accounts <= 0 {
+		return nil, fmt.Errorf("%w: accounts must be positive, got %d", ErrInvalidConfig, accounts)
+	}
+	if len(sb.Members) == 0 {
+		return nil, fmt.Errorf("%w: the sandbox lists no members to register the accounts", ErrInvalidSandbox)
+	}
+	serviceCert, err := sb.ServiceCertificate()
+	if err != nil {
+		return nil, err
+	}
+	all := make([]ERC20Account, accounts+1)
+	for i := range all {
+		if all[i], err = newERC20Account(); err != nil {
+			return nil, err
+		}
+	}
+	if err := registerAccounts(ctx, sb, addr, all); err != nil {
+		return nil, err
+	}
+	env := &ERC20Env{Deployer: all[0], Accounts: all[1:], Funding: new(big.Int).Set(fundingPerAccount)}
+	if err := env.deploy(ctx, serviceCert, addr); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+func newERC20Account() (ERC20Account, error) {
+	k, err := cococrypto.GenerateKey()
+	if err != nil {
+		return ERC20Account{}, err
+	}
+	cert, err := cococrypto.SelfSignedCert(k, "bench-erc20", 7*24*time.Hour, false)
+	if err != nil {
+		return ERC20Account{}, err
+	}
+	ek, err := ethcrypto.GenerateKey()
+	if err != nil {
+		return ERC20Account{}, fmt.Errorf("bench: ethereum key: %w", err)
+	}
+	return ERC20Account{
+		Cert:    tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: k, Leaf: cert},
+		Key:     ek,
+		Address: ethcrypto.PubkeyToAddress(ek.PublicKey),
+	}, nil
+}
+
+// registerAccounts passes set_user proposals for accs.
+func registerAccounts(ctx context.Context, sb *Sandbox, addr string, accs []ERC20Account) error {
+	members := make([]*govclient.Client, len(sb.Members))
+	for i, m := range sb.Members {
+		c, err := govclient.Load(addr, sb.ServiceCert, m.Cert, m.Key)
+		if err != nil {
+			return fmt.Errorf("bench: member %s: %w", m.Name, err)
+		}
+		defer c.Close()
+		members[i] = c
+	}
+	for start := 0; start < len(accs); start += usersPerProposal {
+		var p govclient.Proposal
+		for _, a := range accs[start:min(start+usersPerProposal, len(accs))] {
+			p.Actions = append(p.Actions, govclient.Action{Name: "set_user", Args: map[string]any{
+				"cert":      string(cococrypto.EncodeCertPEM(a.Cert.Leaf)),
+				"user_data": map[string]any{"eth_address": a.Address.Hex()},
+			}})
+		}
+		if _, err := govclient.Pass(ctx, members[0], members, p); err != nil {
+			return fmt.Errorf("bench: register benchmark accounts as users: %w", err)
+		}
+	}
+	return nil
+}
+
+// dialEth returns a go-ethereum client of the eth JSON-RPC endpoint at
+// addr, authenticated as acc.
+func dialEth(ctx context.Context, serviceCert *x509.Certificate, addr string, acc ERC20Account) (*rpc.Client, error) {
+	hc := &http.Client{Transport: newTransport(userTLS(serviceCert, acc.Cert), false, 1, nil), Timeout: time.Minute}
+	c, err := rpc.DialOptions(ctx, "https://"+addr+EthPath, rpc.WithHTTPClient(hc))
+	if err != nil {
+		return nil, fmt.Errorf("bench: eth JSON-RPC client of %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// EthPath is the Ethereum app's JSON-RPC endpoint.
+const EthPath = "/app/eth"
+
+// userTLS is the client TLS configuration of a user: the service
+// certificate as the only root, and the user's certificate always
+// presented.
+func userTLS(serviceCert *x509.Certificate, cert tls.Certificate) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(serviceCert)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    roots,
+		// Always present the user certificate: Go would otherwise withhold
+		// it when the server's acceptable-CA list does not name its issuer.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &cert, nil
+		},
+	}
+}
+
+// deploy deploys Token from the deployer with the accounts' total funding
+// as supply and transfers each account its share.
+func (env *ERC20Env) deploy(ctx context.Context, serviceCert *x509.Certificate, addr string) error {
+	tok, err := parseTokenABI()
+	if err != nil {
+		return err
+	}
+	rc, err := dialEth(ctx, serviceCert, addr, env.Deployer)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	ec := ethclient.NewClient(rc)
+	if env.ChainID, err = ec.ChainID(ctx); err != nil {
+		return fmt.Errorf("bench: eth_chainId: %w", err)
+	}
+	signer := types.LatestSignerForChainID(env.ChainID)
+	supply := new(big.Int).Mul(env.Funding, big.NewInt(int64(len(env.Accounts))))
+	args, err := tok.Pack("", "Bench", "BNCH", supply)
+	if err != nil {
+		return fmt.Errorf("bench: token constructor: %w", err)
+	}
+	code, err := hex.DecodeString(strings.TrimSpace(tokenBin))
+	if err != nil {
+		return fmt.Errorf("bench: token bytecode: %w", err)
+	}
+	deployTx, err := signTx(signer, env.Deployer.Key, 0, nil, deployGas, append(code, args...))
+	if err != nil {
+		return err
+	}
+	// coco answers eth_sendRawTransaction once the transaction committed.
+	if err := ec.SendTransaction(ctx, deployTx); err != nil {
+		return fmt.Errorf("bench: deploy the token: %w", err)
+	}
+	r, err := ec.TransactionReceipt(ctx, deployTx.Hash())
+	if err != nil {
+		return fmt.Errorf("bench: the token's deployment receipt: %w", err)
+	}
+	if r.Status != types.ReceiptStatusSuccessful {
+		return errors.New("bench: deploying the token failed on chain")
+	}
+	env.Token = r.ContractAddress
+
+	for start := 0; start < len(env.Accounts); start += fundingBatch {
+		part := env.Accounts[start:min(start+fundingBatch, len(env.Accounts))]
+		batch := make([]rpc.BatchElem, len(part))
+		for i, a := range part {
+			data, err := tok.Pack("transfer", a.Address, env.Funding)
+			if err != nil {
+				return fmt.Errorf("bench: transfer call: %w", err)
+			}
+			t, err := signTx(signer, env.Deployer.Key, uint64(1+start+i), &env.Token, transferGas, data)
+			if err != nil {
+				return err
+			}
+			raw, err := t.MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("bench: encode a transaction: %w", err)
+			}
+			batch[i] = rpc.BatchElem{Method: "eth_sendRawTransaction", Args: []any{hexutil.Bytes(raw)}, Result: new(common.Hash)}
+		}
+		if err := rc.BatchCallContext(ctx, batch); err != nil {
+			return fmt.Errorf("bench: fund the accounts: %w", err)
+		}
+		for i, b := range batch {
+			if b.Error != nil {
+				return fmt.Errorf("bench: fund account %s: %w", part[i].Address, b.Error)
+			}
+		}
+	}
+	// The last funded account holds its funding: every funding transfer
+	// committed and succeeded.
+	last := env.Accounts[len(env.Accounts)-1].Address
+	bal, err := balanceOf(ctx, ec, tok, env.Token, last)
+	if err != nil {
+		return err
+	}
+	if bal.Cmp(env.Funding) != 0 {
+		return fmt.Errorf("bench: account %s holds %s tokens after funding, want %s", last, bal, env.Funding)
+	}
+	return nil
+}
+
+// signTx signs a zero-priced EIP-1559 transaction.
+func signTx(signer types.Signer, key *ecdsa.PrivateKey, nonce uint64, to *common.Address, gas uint64, data []byte) (*types.Transaction, error) {
+	t, err := types.SignNewTx(key, signer, &types.DynamicFeeTx{
+		ChainID:   signer.ChainID(),
+		Nonce:     nonce,
+		GasTipCap: new(big.Int),
+		GasFeeCap: new(big.Int),
+		Gas:       gas,
+		To:        to,
+		Data:      data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: sign a transaction: %w", err)
+	}
+	return t, nil
+}
+
+// balanceOf asks the token for who's balance.
+func balanceOf(ctx context.Context, ec *ethclient.Client, tok erc20ABI, token, who common.Address) (*big.Int, error) {
+	data, err := tok.Pack("balanceOf", who)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ec.CallContract(ctx, ethereum.CallMsg{To: &token, Data: data}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: balanceOf(%s): %w", who, err)
+	}
+	vals, err := tok.Unpack("balanceOf", out)
+	if err != nil || len(vals) != 1 {
+		return nil, fmt.Errorf("bench: balanceOf(%s) answered %x: %v", who, out, err)
+	}
+	b, ok := vals[0].(*big.Int)
+	if !ok {
+		return nil, fmt.Errorf("bench: balanceOf(%s) answered %T", who, vals[0])
+	}
+	return b, nil
+}
+
+// hostPort checks addr is host:port.
+func hostPort(addr string) error {
+	_, _, err := net.SplitHostPort(addr)
+	return err
+}
