@@ -8,10 +8,12 @@
 //
 // # State and versions
 //
-// Every state of the store is an immutable snapshot built from persistent
-// B+trees (github.com/benbjohnson/immutable), so a transaction holds a
-// pointer to its snapshot and never takes a lock: readers never block the
-// committer and the committer never blocks readers. Each key remembers the
+// Every state of the store is an immutable snapshot: a persistent sorted map
+// of map names (github.com/benbjohnson/immutable) to copy-on-write B-trees of
+// keys (github.com/tidwall/btree; Apply writes to a copy, never to a
+// published tree), so a transaction holds a pointer to its snapshot and
+// never takes a lock: readers never block the committer and the committer
+// never blocks readers. Each key remembers the
 // version that last wrote it and each map the version that last wrote any of
 // its keys; this is what Store.Validate compares.
 //

@@ -40,7 +40,7 @@ type entry struct {
 // wrote any key of the map (deletes included); a Range is validated against
 // it, which is how inserts into a ranged map are caught.
 type mapState struct {
-	entries *immutable.SortedMap[string, entry]
+	entries entries
 	version uint64
 }
 
@@ -63,10 +63,6 @@ type state struct {
 type stringComparer struct{}
 
 func (stringComparer) Compare(a, b string) int { return strings.Compare(a, b) }
-
-func newEntries() *immutable.SortedMap[string, entry] {
-	return immutable.NewSortedMap[string, entry](stringComparer{})
-}
 
 // Store is the transactional key-value store of one node.
 type Store struct {
@@ -145,7 +141,7 @@ func (s *Store) Validate(tx *Tx) error {
 	for _, r := range tx.reads {
 		var v uint64
 		if ms, ok := head.maps.Get(r.mapName); ok {
-			if e, ok := ms.entries.Get(r.key); ok {
+			if e, ok := ms.entries.get(r.key); ok {
 				v = e.version
 			}
 		}
@@ -173,16 +169,13 @@ func (s *Store) Apply(version uint64, ws *WriteSet) error {
 			if len(mw.Writes) == 0 {
 				continue
 			}
-			ms, ok := maps.Get(mw.Name)
-			entries := ms.entries
-			if !ok {
-				entries = newEntries()
-			}
+			ms, _ := maps.Get(mw.Name)
+			entries := ms.entries.mutable()
 			for _, w := range mw.Writes {
 				if w.Deleted {
-					entries = entries.Delete(w.Key)
+					entries.delete(w.Key)
 				} else {
-					entries = entries.Set(w.Key, entry{value: w.Value, version: version})
+					entries.set(w.Key, entry{value: w.Value, version: version})
 				}
 			}
 			maps = maps.Set(mw.Name, mapState{entries: entries, version: version})

@@ -80,7 +80,7 @@ func (tx *Tx) Get(mapName, key string) ([]byte, bool) {
 	var e entry
 	var ok bool
 	if ms, found := tx.snap.maps.Get(mapName); found {
-		e, ok = ms.entries.Get(key)
+		e, ok = ms.entries.get(key)
 	}
 	if !tx.readOnly {
 		// A read-only tx is never validated, so it keeps no read set.
@@ -134,22 +134,16 @@ func (tx *Tx) RangeFrom(mapName, from string, fn func(key string, value []byte) 
 		own = tm.writes[i:]
 		tm.shared = true // writes from fn must not shift own under us
 	}
-	ms, ok := tx.snap.maps.Get(mapName)
-	if !ok {
-		ms.entries = newEntries()
-	}
-	it := ms.entries.Iterator()
-	if from != "" {
-		it.Seek(from)
-	}
-	sk, se, sok := it.Next()
+	ms, _ := tx.snap.maps.Get(mapName)
+	it := ms.entries.cursor(from)
+	sk, se, sok := it.next()
 	i := 0
 	for sok || i < len(own) {
 		if i < len(own) && (!sok || own[i].Key <= sk) {
 			w := own[i]
 			i++
 			if sok && w.Key == sk {
-				sk, se, sok = it.Next() // own write shadows the snapshot
+				sk, se, sok = it.next() // own write shadows the snapshot
 			}
 			if w.Deleted {
 				continue
@@ -162,7 +156,7 @@ func (tx *Tx) RangeFrom(mapName, from string, fn func(key string, value []byte) 
 		if !fn(sk, cloneBytes(se.value)) {
 			return
 		}
-		sk, se, sok = it.Next()
+		sk, se, sok = it.next()
 	}
 }
 
