@@ -8,13 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/big"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,16 +131,8 @@ const ERC20MarkdownHeader = "| target | accounts | batch | committed transfers/s
 
 // Markdown renders r as one row of the ERC20MarkdownHeader table.
 func (r *ERC20Result) Markdown() string {
-	errs := "0"
-	if len(r.Errors) > 0 {
-		parts := make([]string, 0, len(r.Errors))
-		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-			parts = append(parts, fmt.Sprintf("%s:%d", k, r.Errors[k]))
-		}
-		errs = strings.Join(parts, " ")
-	}
 	return fmt.Sprintf("| %s | %d | %d | %.1f | %s | %s | %s |",
-		r.Target, r.Accounts, r.Batch, r.Throughput, fmtLatency(r.P50), fmtLatency(r.P99), errs)
+		r.Target, r.Accounts, r.Batch, r.Throughput, fmtLatency(r.P50), fmtLatency(r.P99), summariseErrors(r.Errors))
 }
 
 // RunERC20 signs cfg.MaxRate's worth of token transfers for every account,

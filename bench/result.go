@@ -43,13 +43,17 @@ func (r *Result) ErrorCount() int {
 }
 
 // errorSummary renders Errors deterministically, e.g. "409:2 503:10", or "0".
-func (r *Result) errorSummary() string {
-	if len(r.Errors) == 0 {
+func (r *Result) errorSummary() string { return summariseErrors(r.Errors) }
+
+// summariseErrors renders error counts by cause deterministically, e.g.
+// "409:2 503:10", or "0" when there are none.
+func summariseErrors(errs map[string]int) string {
+	if len(errs) == 0 {
 		return "0"
 	}
-	parts := make([]string, 0, len(r.Errors))
-	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-		parts = append(parts, fmt.Sprintf("%s:%d", k, r.Errors[k]))
+	parts := make([]string, 0, len(errs))
+	for _, k := range slices.Sorted(maps.Keys(errs)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, errs[k]))
 	}
 	return strings.Join(parts, " ")
 }
