@@ -101,6 +101,9 @@ func blockKey(n uint64) string {
 type Head struct {
 	Number uint64
 	Hash   common.Hash
+	// Time is the block's timestamp; 0 when the head was stored without it
+	// (by a version before the head record carried it).
+	Time uint64
 }
 
 // readHead returns the latest block; ok is false before genesis.
@@ -109,10 +112,15 @@ func readHead(tx *kv.Tx) (Head, bool, error) {
 	if !ok {
 		return Head{}, false, nil
 	}
-	if len(b) != 40 {
+	// number (8) | hash (32) [| time (8)]
+	if len(b) != 40 && len(b) != 48 {
 		return Head{}, false, fmt.Errorf("evm: stored head has %d bytes", len(b))
 	}
-	return Head{Number: binary.BigEndian.Uint64(b[:8]), Hash: common.BytesToHash(b[8:])}, true, nil
+	h := Head{Number: binary.BigEndian.Uint64(b[:8]), Hash: common.BytesToHash(b[8:40])}
+	if len(b) == 48 {
+		h.Time = binary.BigEndian.Uint64(b[40:])
+	}
+	return h, true, nil
 }
 
 func readBlock(tx *kv.Tx, n uint64) (*blockRecord, bool, error) {
@@ -155,9 +163,10 @@ func writeBlock(tx *kv.Tx, b *blockRecord) error {
 	}
 	n := b.Header.Number.Uint64()
 	hash := b.Header.Hash()
-	var head [40]byte
+	var head [48]byte
 	binary.BigEndian.PutUint64(head[:8], n)
-	copy(head[8:], hash[:])
+	copy(head[8:40], hash[:])
+	binary.BigEndian.PutUint64(head[40:], b.Header.Time)
 	return errors.Join(
 		tx.Put(BlocksMap, blockKey(n), enc),
 		tx.Put(BlockHashesMap, string(hash[:]), head[:8]),
@@ -305,14 +314,19 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	if !ok {
 		return nil, errors.New("evm: the chain has no genesis block")
 	}
-	parent, ok, err := readBlock(tx, head.Number)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("evm: head block %d: missing or unreadable (%v)", head.Number, err)
+	parentTime := head.Time
+	if parentTime == 0 {
+		// A head stored without its time (or a genesis at time 0).
+		parent, ok, err := readBlock(tx, head.Number)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("evm: head block %d: missing or unreadable (%v)", head.Number, err)
+		}
+		parentTime = parent.Header.Time
 	}
 	if t.Type() == types.BlobTxType || t.Type() == types.SetCodeTxType {
 		return nil, fmt.Errorf("%w: transaction type %d is not supported (legacy, EIP-2930 and EIP-1559 are)", ErrInvalidTx, t.Type())
 	}
-	time = max(time, parent.Header.Time)
+	time = max(time, parentTime)
 	number := head.Number + 1
 	msg, err := core.TransactionToMessage(t, e.signer, common.Big0)
 	if err != nil {
