@@ -173,7 +173,7 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 		if err := a.settle(c.Request.Context(), &out[i]); errors.Is(err, app.ErrNotPrimary) {
 			// Too late to forward the batch: other calls of it may have
 			// committed here.
-			out[i].Error = errorf(codeServer, "transaction not ordered: this node stopped being the primary; send it again")
+			out[i].Result, out[i].Error = nil, errorf(codeServer, "transaction not ordered: this node stopped being the primary; send it again")
 		} else if err != nil {
 			return nil, err
 		}
