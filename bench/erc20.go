@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -53,7 +54,7 @@ func (c *ERC20Config) normalise() error {
 		errs = append(errs, errors.New("no targets"))
 	}
 	for _, t := range c.Targets {
-		if err := hostPort(t); err != nil {
+		if _, _, err := net.SplitHostPort(t); err != nil {
 			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
 		}
 	}
@@ -98,13 +99,10 @@ type ERC20Result struct {
 	Batch    int
 	// Transfers is the number of transfers acknowledged as committed in the
 	// window; a transfer's latency is that of its request.
-	Transfers  uint64
-	Elapsed    time.Duration
-	Throughput float64 // committed transfers per second
-	P50        time.Duration
-	P90        time.Duration
-	P99        time.Duration
-	Max        time.Duration
+	Transfers uint64
+	Elapsed   time.Duration
+	// Throughput is committed transfers per second; P50..Max their latency.
+	latencyStats
 	// Errors counts failed transfers by cause: an HTTP status ("503"),
 	// a JSON-RPC error code ("rpc-32000"), or "transport".
 	Errors map[string]int
@@ -155,27 +153,16 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 		urls[i] = &url.URL{Scheme: "https", Host: t, Path: EthPath}
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	window := start.Add(cfg.Warmup)
-	end := window.Add(cfg.Duration)
-	stopTimer := time.AfterFunc(time.Until(end.Add(stopGrace)), cancel)
-	defer stopTimer.Stop()
-
-	var wg sync.WaitGroup
-	for i, c := range clients {
+	err = runWindowed(ctx, cfg.Warmup, cfg.Duration, len(clients), func(ctx context.Context, i int, window, end time.Time) {
+		c := clients[i]
 		c.urls, c.next = urls, i%len(urls)
 		c.window, c.end = window, end
 		c.http = newTransport(userTLS(cfg.ServiceCert, c.acc.Cert), false, len(urls), nil)
-		wg.Go(func() { c.run(runCtx) })
-	}
-	wg.Wait()
-	for _, c := range clients {
+		c.run(ctx)
 		c.http.CloseIdleConnections()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("bench interrupted: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	res := &ERC20Result{
@@ -200,9 +187,7 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 		}
 	}
 	res.Transfers = h.n
-	res.Throughput = float64(h.n) / cfg.Duration.Seconds()
-	res.P50, res.P90, res.P99 = h.quantile(0.50), h.quantile(0.90), h.quantile(0.99)
-	res.Max = h.max
+	res.latencyStats = h.stats(cfg.Duration)
 	return res, nil
 }
 
@@ -371,15 +356,7 @@ func (c *erc20Client) run(ctx context.Context) {
 func (c *erc20Client) post(ctx context.Context, body []byte, n int) (outs []string, cause string, err error) {
 	u := c.urls[c.next]
 	c.next = (c.next + 1) % len(c.urls)
-	req := (&http.Request{
-		Method:        http.MethodPost,
-		URL:           u,
-		Host:          u.Host,
-		Header:        http.Header{"Content-Type": {"application/json"}},
-		Body:          io.NopCloser(bytes.NewReader(body)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
-		ContentLength: int64(len(body)),
-	}).WithContext(ctx)
+	req := newPost(ctx, u, http.Header{"Content-Type": {"application/json"}}, body)
 	resp, err := c.http.RoundTrip(req)
 	if err != nil {
 		return nil, "transport", err

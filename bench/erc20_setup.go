@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -123,11 +122,7 @@ func SetupERC20(ctx context.Context, sb *Sandbox, addr string, accounts int) (*E
 }
 
 func newERC20Account() (ERC20Account, error) {
-	k, err := cococrypto.GenerateKey()
-	if err != nil {
-		return ERC20Account{}, err
-	}
-	cert, err := cococrypto.SelfSignedCert(k, "bench-erc20", 7*24*time.Hour, false)
+	cert, err := NewClientCert()
 	if err != nil {
 		return ERC20Account{}, err
 	}
@@ -136,7 +131,7 @@ func newERC20Account() (ERC20Account, error) {
 		return ERC20Account{}, fmt.Errorf("bench: ethereum key: %w", err)
 	}
 	return ERC20Account{
-		Cert:    tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: k, Leaf: cert},
+		Cert:    cert,
 		Key:     ek,
 		Address: ethcrypto.PubkeyToAddress(ek.PublicKey),
 	}, nil
@@ -318,10 +313,4 @@ func balanceOf(ctx context.Context, ec *ethclient.Client, tok erc20ABI, token, w
 		return nil, fmt.Errorf("bench: balanceOf(%s) answered %T", who, vals[0])
 	}
 	return b, nil
-}
-
-// hostPort checks addr is host:port.
-func hostPort(addr string) error {
-	_, _, err := net.SplitHostPort(addr)
-	return err
 }

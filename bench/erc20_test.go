@@ -12,8 +12,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	ethcrypto "github.com/ethereum/go-ethereum/crypto"
-
-	cococrypto "github.com/cocoledger/coco/crypto"
 )
 
 func TestParseSendRawAnswers(t *testing.T) {
@@ -133,15 +131,11 @@ func TestERC20ConfigNormalise(t *testing.T) {
 
 func testCert(t *testing.T) *x509.Certificate {
 	t.Helper()
-	k, err := cococrypto.GenerateKey()
+	c, err := NewClientCert()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cococrypto.SelfSignedCert(k, "test", time.Hour, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return c.Leaf
 }
 
 // TestTokenBytecode: the embedded bytecode decodes and the constructor

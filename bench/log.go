@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -121,19 +119,10 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 
 	tlsConf := userTLS(cfg.ServiceCert, cfg.ClientCert)
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	window := start.Add(cfg.Warmup)
-	end := window.Add(cfg.Duration)
-	stopTimer := time.AfterFunc(time.Until(end.Add(stopGrace)), cancel)
-	defer stopTimer.Stop()
-
 	var dials atomic.Int64
 	msgTail := []byte(`,"msg":"` + strings.Repeat("x", cfg.MsgSize) + `"}`)
 	clients := make([]*logClient, cfg.Clients)
-	var wg sync.WaitGroup
-	for i := range clients {
+	err := runWindowed(ctx, cfg.Warmup, cfg.Duration, cfg.Clients, func(ctx context.Context, i int, window, end time.Time) {
 		c := &logClient{
 			urls:        urls,
 			next:        i % len(urls),
@@ -146,14 +135,11 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 			http:        newTransport(tlsConf, cfg.HTTP2, len(urls), &dials),
 		}
 		clients[i] = c
-		wg.Go(func() { c.run(runCtx) })
-	}
-	wg.Wait()
-	for _, c := range clients {
+		c.run(ctx)
 		c.http.CloseIdleConnections()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("bench interrupted: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	res := &Result{
@@ -174,9 +160,7 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 		}
 	}
 	res.Writes = h.n
-	res.Throughput = float64(h.n) / cfg.Duration.Seconds()
-	res.P50, res.P90, res.P99 = h.quantile(0.50), h.quantile(0.90), h.quantile(0.99)
-	res.Max = h.max
+	res.latencyStats = h.stats(cfg.Duration)
 	return res, nil
 }
 
@@ -256,13 +240,7 @@ func (c *logClient) run(ctx context.Context) {
 }
 
 // post sends one write and drains the response so the connection is reused.
-// The request goes straight to the transport: no redirects or cookies.
-//
-// Each request gets its own body buffer and reader although reusing them
-// looks cheaper: the HTTP/1 transport's write loop reads the body once more
-// after sending ContentLength bytes (to detect an over-long body), and that
-// read may happen after the response has arrived, racing with the next
-// request's body. Two small allocations are cheap next to TLS.
+// Each write gets its own body buffer (see newPost).
 func (c *logClient) post(ctx context.Context) (int, error) {
 	buf := make([]byte, 0, c.bodyLen)
 	buf = append(buf, `{"id":`...)
@@ -273,17 +251,7 @@ func (c *logClient) post(ctx context.Context) (int, error) {
 
 	u := c.urls[c.next]
 	c.next = (c.next + 1) % len(c.urls)
-	// GetBody lets the transport resend the request when a kept-alive
-	// connection was closed before any byte of it was written.
-	req := (&http.Request{
-		Method:        http.MethodPost,
-		URL:           u,
-		Host:          u.Host,
-		Header:        http.Header{"Content-Type": c.contentType},
-		Body:          io.NopCloser(bytes.NewReader(buf)),
-		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil },
-		ContentLength: int64(len(buf)),
-	}).WithContext(ctx)
+	req := newPost(ctx, u, http.Header{"Content-Type": c.contentType}, buf)
 	resp, err := c.http.RoundTrip(req)
 	if err != nil {
 		return 0, err

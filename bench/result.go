@@ -26,11 +26,8 @@ type Result struct {
 	// run, warmup included: Clients x targets when keep-alive works.
 	Connections int64
 	Elapsed     time.Duration
-	Throughput  float64 // committed writes per second
-	P50         time.Duration
-	P90         time.Duration
-	P99         time.Duration
-	Max         time.Duration
+	// Throughput is committed writes per second; P50..Max their latency.
+	latencyStats
 }
 
 // ErrorCount is the total number of failed requests.
