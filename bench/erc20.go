@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/big"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -49,29 +48,12 @@ type ERC20Config struct {
 }
 
 func (c *ERC20Config) normalise() error {
-	var errs []error
-	if len(c.Targets) == 0 {
-		errs = append(errs, errors.New("no targets"))
-	}
-	for _, t := range c.Targets {
-		if _, _, err := net.SplitHostPort(t); err != nil {
-			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
-		}
-	}
-	if c.ServiceCert == nil {
-		errs = append(errs, errors.New("no service certificate"))
-	}
+	errs := checkRun(c.Targets, c.ServiceCert, c.Duration, c.Warmup)
 	if c.Env == nil || len(c.Env.Accounts) == 0 || c.Env.ChainID == nil {
 		errs = append(errs, errors.New("no token environment with accounts"))
 	}
 	if c.Batch <= 0 || c.Batch > 1000 {
 		errs = append(errs, fmt.Errorf("batch must be in [1, 1000], got %d", c.Batch))
-	}
-	if c.Duration <= 0 {
-		errs = append(errs, fmt.Errorf("duration must be positive, got %s", c.Duration))
-	}
-	if c.Warmup < 0 {
-		errs = append(errs, fmt.Errorf("warmup must not be negative, got %s", c.Warmup))
 	}
 	if c.MaxRate <= 0 {
 		errs = append(errs, fmt.Errorf("max rate must be positive, got %d", c.MaxRate))

@@ -61,26 +61,9 @@ type LogConfig struct {
 }
 
 func (c *LogConfig) normalise() error {
-	var errs []error
-	if len(c.Targets) == 0 {
-		errs = append(errs, errors.New("no targets"))
-	}
-	for _, t := range c.Targets {
-		if _, _, err := net.SplitHostPort(t); err != nil {
-			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
-		}
-	}
-	if c.ServiceCert == nil {
-		errs = append(errs, errors.New("no service certificate"))
-	}
+	errs := checkRun(c.Targets, c.ServiceCert, c.Duration, c.Warmup)
 	if c.Clients <= 0 {
 		errs = append(errs, fmt.Errorf("clients must be positive, got %d", c.Clients))
-	}
-	if c.Duration <= 0 {
-		errs = append(errs, fmt.Errorf("duration must be positive, got %s", c.Duration))
-	}
-	if c.Warmup < 0 {
-		errs = append(errs, fmt.Errorf("warmup must not be negative, got %s", c.Warmup))
 	}
 	if c.MsgSize < 0 {
 		errs = append(errs, fmt.Errorf("msg size must not be negative, got %d", c.MsgSize))

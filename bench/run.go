@@ -3,8 +3,11 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -32,6 +35,31 @@ func runWindowed(ctx context.Context, warmup, duration time.Duration, n int, cli
 		return fmt.Errorf("bench interrupted: %w", err)
 	}
 	return nil
+}
+
+// checkRun checks what every closed-loop run needs: host:port targets, the
+// service certificate, a positive duration and a warmup that is not
+// negative.
+func checkRun(targets []string, serviceCert *x509.Certificate, duration, warmup time.Duration) []error {
+	var errs []error
+	if len(targets) == 0 {
+		errs = append(errs, errors.New("no targets"))
+	}
+	for _, t := range targets {
+		if _, _, err := net.SplitHostPort(t); err != nil {
+			errs = append(errs, fmt.Errorf("target %q: %w", t, err))
+		}
+	}
+	if serviceCert == nil {
+		errs = append(errs, errors.New("no service certificate"))
+	}
+	if duration <= 0 {
+		errs = append(errs, fmt.Errorf("duration must be positive, got %s", duration))
+	}
+	if warmup < 0 {
+		errs = append(errs, fmt.Errorf("warmup must not be negative, got %s", warmup))
+	}
+	return errs
 }
 
 // latencyStats are the rate and latency figures of a measured window.
