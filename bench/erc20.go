@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient"
@@ -27,10 +28,15 @@ import (
 // ERC20Config describes an ERC-20 transfer workload on a token set up by
 // SetupERC20.
 type ERC20Config struct {
-	// Targets are the RPC addresses (host:port) requests rotate over.
+	// Targets are coco's RPC addresses (host:port) requests rotate over,
+	// and ServiceCert its service certificate.
 	Targets     []string
 	ServiceCert *x509.Certificate
-	Env         *ERC20Env
+	// Peer, instead of Targets, is the JSON-RPC URL of a peer chain (a
+	// geth dev chain, ganache) set up by SetupERC20Peer: plain HTTP, and
+	// a transfer counts once a block includes it.
+	Peer string
+	Env  *ERC20Env
 	// Batch is the number of transfers per HTTP request: 1 sends plain
 	// JSON-RPC requests, more sends JSON-RPC batches (as ethers'
 	// JsonRpcProvider does by default).
@@ -48,7 +54,18 @@ type ERC20Config struct {
 }
 
 func (c *ERC20Config) normalise() error {
-	errs := checkRun(c.Targets, c.ServiceCert, c.Duration, c.Warmup)
+	var errs []error
+	if c.Peer != "" {
+		if len(c.Targets) > 0 || c.ServiceCert != nil {
+			errs = append(errs, errors.New("a peer URL or coco targets, not both"))
+		}
+		if _, err := peerTarget(c.Peer); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, checkWindow(c.Duration, c.Warmup)...)
+	} else {
+		errs = checkRun(c.Targets, c.ServiceCert, c.Duration, c.Warmup)
+	}
 	if c.Env == nil || len(c.Env.Accounts) == 0 || c.Env.ChainID == nil {
 		errs = append(errs, errors.New("no token environment with accounts"))
 	}
@@ -62,6 +79,19 @@ func (c *ERC20Config) normalise() error {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
+}
+
+// targets are where requests go, in rotation (after normalise).
+func (c *ERC20Config) targets() []ethTarget {
+	if c.Peer != "" {
+		t, _ := peerTarget(c.Peer) // checked by normalise
+		return []ethTarget{t}
+	}
+	ts := make([]ethTarget, len(c.Targets))
+	for i, addr := range c.Targets {
+		ts[i] = cocoTarget(c.ServiceCert, addr)
+	}
+	return ts
 }
 
 // perAccount is the number of transfers each account signs: enough for
@@ -130,16 +160,41 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	urls := make([]*url.URL, len(cfg.Targets))
-	for i, t := range cfg.Targets {
-		urls[i] = &url.URL{Scheme: "https", Host: t, Path: EthPath}
+	targets := cfg.targets()
+	urls := make([]*url.URL, len(targets))
+	for i, t := range targets {
+		urls[i] = t.url
+	}
+	var watcher *blockWatcher
+	if targets[0].peer() {
+		rc, err := targets[0].dial(ctx, ERC20Account{})
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		watcher = newBlockWatcher(rc)
+		head, err := watcher.head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		watchCtx, stopWatching := context.WithCancel(ctx)
+		watching := make(chan struct{})
+		go func() {
+			defer close(watching)
+			watcher.run(watchCtx, head)
+		}()
+		defer func() {
+			stopWatching()
+			<-watching
+		}()
 	}
 
 	err = runWindowed(ctx, cfg.Warmup, cfg.Duration, len(clients), func(ctx context.Context, i int, window, end time.Time) {
 		c := clients[i]
 		c.urls, c.next = urls, i%len(urls)
 		c.window, c.end = window, end
-		c.http = newTransport(userTLS(cfg.ServiceCert, c.acc.Cert), false, len(urls), nil)
+		c.watcher = watcher
+		c.http = targets[0].transport(c.acc, len(urls))
 		c.run(ctx)
 		c.http.CloseIdleConnections()
 	})
@@ -147,8 +202,12 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 		return nil, err
 	}
 
+	target := strings.Join(cfg.Targets, ",")
+	if cfg.Peer != "" {
+		target = cfg.Peer
+	}
 	res := &ERC20Result{
-		Target:   strings.Join(cfg.Targets, ","),
+		Target:   target,
 		Accounts: len(clients),
 		Batch:    cfg.Batch,
 		Elapsed:  cfg.Duration,
@@ -187,6 +246,8 @@ type erc20Client struct {
 	window time.Time
 	end    time.Time
 	http   *http.Transport
+	// watcher, on a peer chain, says when blocks include transfers.
+	watcher *blockWatcher
 
 	// acked transfers are txs[:acked]; unsure ones (the rest of the
 	// request that failed) may or may not have committed.
@@ -246,7 +307,7 @@ func presignAccount(cfg ERC20Config, tok erc20ABI, signer types.Signer, i, n int
 		if err != nil {
 			return nil, fmt.Errorf("bench: transfer call: %w", err)
 		}
-		if c.txs[j], err = signTx(signer, accs[i].Key, uint64(j), &cfg.Env.Token, transferGas, data); err != nil {
+		if c.txs[j], err = cfg.Env.sign(signer, accs[i].Key, &types.DynamicFeeTx{Nonce: uint64(j), Gas: transferGas, To: &cfg.Env.Token, Data: data}); err != nil {
 			return nil, err
 		}
 		c.to[j] = to
@@ -299,36 +360,71 @@ func (c *erc20Client) run(ctx context.Context) {
 		}
 		first := k * c.batch
 		txs := c.txs[first : first+c.batch]
+		var hashes []common.Hash
+		var in *inclusion
+		if c.watcher != nil {
+			hashes = make([]common.Hash, len(txs))
+			for j, t := range txs {
+				hashes[j] = t.Hash()
+			}
+			in = c.watcher.expect(hashes)
+		}
 		outs, cause, err := c.post(ctx, body, len(txs))
 		done := time.Now()
-		inWindow := !sent.Before(c.window) && !done.After(c.end)
-		failed := err != nil
-		for j := range outs {
-			if outs[j] != "" {
-				failed = true
-				if cause == "" {
-					cause, err = "rpc"+rpcCode(outs[j]), errors.New(outs[j])
-				}
-				continue
+		// ok transfers, a prefix of txs, were acknowledged.
+		ok := 0
+		if err == nil {
+			for ok < len(outs) && outs[ok] == "" {
+				ok++
 			}
-			if !failed {
-				c.acked++
-				if inWindow {
-					c.hist.record(done.Sub(sent))
-				}
+			if ok < len(outs) {
+				cause, err = "rpc"+rpcCode(outs[ok]), errors.New(outs[ok])
 			}
 		}
-		if failed {
+		if in != nil {
+			if err == nil {
+				// The pool has them; they commit when a block has them.
+				select {
+				case <-in.done:
+					if in.err != nil {
+						cause, err = "not-included", in.err
+					} else {
+						done = later(done, in.at)
+					}
+				case <-ctx.Done():
+					cause, err = "not-included", fmt.Errorf("no block included a request's transfers: %w", ctx.Err())
+				}
+			}
+			if err != nil {
+				// None of them is known to have committed.
+				c.watcher.forget(hashes)
+				ok = 0
+			}
+		}
+		c.acked += ok
+		if !sent.Before(c.window) && !done.After(c.end) {
+			for range ok {
+				c.hist.record(done.Sub(sent))
+			}
+		}
+		if err != nil {
 			// What was not acknowledged may still have committed (the
 			// request may have timed out after its commit): the balance
 			// check asks for receipts.
-			c.unsure = txs[c.acked-first:]
+			c.unsure = txs[ok:]
 			c.errors[cause]++
 			c.lastErr = err.Error()
 			return
 		}
 	}
 	c.exhausted = true
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // post sends one request and returns, for each of its n transfers, ""
@@ -428,7 +524,10 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 	if err != nil {
 		return 0, err
 	}
-	addr := cfg.Targets[0]
+	if err := cfg.normalise(); err != nil {
+		return 0, err
+	}
+	target := cfg.targets()[0]
 	want := make([]*big.Int, len(env.Accounts))
 	for i := range want {
 		want[i] = new(big.Int).Set(env.Funding)
@@ -437,7 +536,7 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 	for i, c := range res.accounts {
 		included, moved := c.acked, c.acked
 		if len(c.unsure) > 0 {
-			if included, moved, err = resolveUnsure(ctx, cfg.ServiceCert, addr, c); err != nil {
+			if included, moved, err = resolveUnsure(ctx, target, c); err != nil {
 				return 0, err
 			}
 		}
@@ -446,7 +545,7 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 			want[c.to[j]].Add(want[c.to[j]], big.NewInt(1))
 		}
 		counted += moved
-		nonce, err := nonceOf(ctx, cfg.ServiceCert, addr, c.acc)
+		nonce, err := nonceOf(ctx, target, c.acc)
 		if err != nil {
 			return 0, err
 		}
@@ -454,7 +553,7 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 			return 0, fmt.Errorf("bench: account %d (%s) has nonce %d, but %d of its transactions were committed", i, c.acc.Address, nonce, included)
 		}
 	}
-	rc, err := dialEth(ctx, cfg.ServiceCert, addr, env.Deployer)
+	rc, err := target.dial(ctx, env.Deployer)
 	if err != nil {
 		return 0, err
 	}
@@ -480,8 +579,8 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 // how many of c's transactions are on the chain (a prefix: nonces are
 // consecutive) and how many of them moved a token (all but a trailing
 // failed one).
-func resolveUnsure(ctx context.Context, serviceCert *x509.Certificate, addr string, c *erc20Client) (included, moved int, err error) {
-	rc, err := dialEth(ctx, serviceCert, addr, c.acc)
+func resolveUnsure(ctx context.Context, target ethTarget, c *erc20Client) (included, moved int, err error) {
+	rc, err := target.dial(ctx, c.acc)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -507,16 +606,36 @@ func resolveUnsure(ctx context.Context, serviceCert *x509.Certificate, addr stri
 	return included, moved, nil
 }
 
-// nonceOf asks for acc's nonce as acc (only an account's owner may).
-func nonceOf(ctx context.Context, serviceCert *x509.Certificate, addr string, acc ERC20Account) (uint64, error) {
-	rc, err := dialEth(ctx, serviceCert, addr, acc)
+// nonceOf asks for acc's nonce as acc (on coco, only an account's owner
+// may). On a peer chain it first waits until the pool holds none of acc's
+// transactions (its pending nonce is its latest), so that the nonce is
+// final.
+func nonceOf(ctx context.Context, target ethTarget, acc ERC20Account) (uint64, error) {
+	rc, err := target.dial(ctx, acc)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
-	var n hexutil.Uint64
-	if err := rc.CallContext(ctx, &n, "eth_getTransactionCount", acc.Address, "latest"); err != nil {
-		return 0, fmt.Errorf("bench: nonce of %s: %w", acc.Address, err)
+	ctx, cancel := context.WithTimeout(ctx, receiptWait)
+	defer cancel()
+	for {
+		var latest, pending hexutil.Uint64
+		if err := rc.CallContext(ctx, &latest, "eth_getTransactionCount", acc.Address, "latest"); err != nil {
+			return 0, fmt.Errorf("bench: nonce of %s: %w", acc.Address, err)
+		}
+		if !target.peer() {
+			return uint64(latest), nil
+		}
+		if err := rc.CallContext(ctx, &pending, "eth_getTransactionCount", acc.Address, "pending"); err != nil {
+			return 0, fmt.Errorf("bench: pending nonce of %s: %w", acc.Address, err)
+		}
+		if pending == latest {
+			return uint64(latest), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("bench: %s still has transactions in the pool: %w", acc.Address, ctx.Err())
+		case <-time.After(receiptPoll):
+		}
 	}
-	return uint64(n), nil
 }

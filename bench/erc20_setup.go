@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi"
@@ -21,6 +19,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	ethcrypto "github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
 
 	cococrypto "github.com/cocoledger/coco/crypto"
@@ -34,6 +33,30 @@ import (
 //
 //go:embed token.bin
 var tokenBin string
+
+// tokenShanghaiBin is the same contract compiled for Shanghai, for chains
+// that know no newer fork (ganache); see SetupERC20Peer.
+//
+//go:embed token-shanghai.bin
+var tokenShanghaiBin string
+
+// tokenCode is Token's creation bytecode for an EVM version: "" for solc's
+// default (the fork coco runs) or "shanghai".
+func tokenCode(evmVersion string) ([]byte, error) {
+	bin := tokenBin
+	switch evmVersion {
+	case "":
+	case "shanghai":
+		bin = tokenShanghaiBin
+	default:
+		return nil, fmt.Errorf("%w: no token bytecode for EVM version %q (have the default and shanghai)", ErrInvalidConfig, evmVersion)
+	}
+	code, err := hex.DecodeString(strings.TrimSpace(bin))
+	if err != nil {
+		return nil, fmt.Errorf("bench: token bytecode: %w", err)
+	}
+	return code, nil
+}
 
 // tokenABI is the part of Token's interface the benchmark uses.
 const tokenABI = `[
@@ -76,6 +99,13 @@ type ERC20Env struct {
 	Accounts []ERC20Account
 	// Funding is each account's token balance before the run.
 	Funding *big.Int
+	// GasTipCap and GasFeeCap are what every transaction offers for gas:
+	// nil (zero) on coco, whose gas is priced at zero; a peer chain needs
+	// them, and Ether, the ether each account is given to pay with.
+	GasTipCap, GasFeeCap, Ether *big.Int
+
+	// evmVersion picks the token's bytecode (tokenCode).
+	evmVersion string
 }
 
 type erc20ABI struct{ abi.ABI }
@@ -115,7 +145,7 @@ func SetupERC20(ctx context.Context, sb *Sandbox, addr string, accounts int) (*E
 		return nil, err
 	}
 	env := &ERC20Env{Deployer: all[0], Accounts: all[1:], Funding: new(big.Int).Set(fundingPerAccount)}
-	if err := env.deploy(ctx, serviceCert, addr); err != nil {
+	if err := env.deploy(ctx, cocoTarget(serviceCert, addr)); err != nil {
 		return nil, err
 	}
 	return env, nil
@@ -163,17 +193,6 @@ func registerAccounts(ctx context.Context, sb *Sandbox, addr string, accs []ERC2
 	return nil
 }
 
-// dialEth returns a go-ethereum client of the eth JSON-RPC endpoint at
-// addr, authenticated as acc.
-func dialEth(ctx context.Context, serviceCert *x509.Certificate, addr string, acc ERC20Account) (*rpc.Client, error) {
-	hc := &http.Client{Transport: newTransport(userTLS(serviceCert, acc.Cert), false, 1, nil), Timeout: time.Minute}
-	c, err := rpc.DialOptions(ctx, "https://"+addr+EthPath, rpc.WithHTTPClient(hc))
-	if err != nil {
-		return nil, fmt.Errorf("bench: eth JSON-RPC client of %s: %w", addr, err)
-	}
-	return c, nil
-}
-
 // EthPath is the Ethereum app's JSON-RPC endpoint.
 const EthPath = "/app/eth"
 
@@ -195,13 +214,14 @@ func userTLS(serviceCert *x509.Certificate, cert tls.Certificate) *tls.Config {
 }
 
 // deploy deploys Token from the deployer with the accounts' total funding
-// as supply and transfers each account its share.
-func (env *ERC20Env) deploy(ctx context.Context, serviceCert *x509.Certificate, addr string) error {
+// as supply and gives each account its share (and Ether, if any), then
+// waits until a block includes all of it.
+func (env *ERC20Env) deploy(ctx context.Context, target ethTarget) error {
 	tok, err := parseTokenABI()
 	if err != nil {
 		return err
 	}
-	rc, err := dialEth(ctx, serviceCert, addr, env.Deployer)
+	rc, err := target.dial(ctx, env.Deployer)
 	if err != nil {
 		return err
 	}
@@ -210,45 +230,63 @@ func (env *ERC20Env) deploy(ctx context.Context, serviceCert *x509.Certificate, 
 	if env.ChainID, err = ec.ChainID(ctx); err != nil {
 		return fmt.Errorf("bench: eth_chainId: %w", err)
 	}
+	nonce, err := ec.NonceAt(ctx, env.Deployer.Address, nil)
+	if err != nil {
+		return fmt.Errorf("bench: the deployer's nonce: %w", err)
+	}
 	signer := types.LatestSignerForChainID(env.ChainID)
 	supply := new(big.Int).Mul(env.Funding, big.NewInt(int64(len(env.Accounts))))
 	args, err := tok.Pack("", "Bench", "BNCH", supply)
 	if err != nil {
 		return fmt.Errorf("bench: token constructor: %w", err)
 	}
-	code, err := hex.DecodeString(strings.TrimSpace(tokenBin))
-	if err != nil {
-		return fmt.Errorf("bench: token bytecode: %w", err)
-	}
-	deployTx, err := signTx(signer, env.Deployer.Key, 0, nil, deployGas, append(code, args...))
+	code, err := tokenCode(env.evmVersion)
 	if err != nil {
 		return err
 	}
-	// coco answers eth_sendRawTransaction once the transaction committed.
+	deployTx, err := env.sign(signer, env.Deployer.Key, &types.DynamicFeeTx{Nonce: nonce, Gas: deployGas, Data: append(code, args...)})
+	if err != nil {
+		return err
+	}
 	if err := ec.SendTransaction(ctx, deployTx); err != nil {
 		return fmt.Errorf("bench: deploy the token: %w", err)
 	}
-	r, err := ec.TransactionReceipt(ctx, deployTx.Hash())
+	r, err := waitReceipt(ctx, ec, deployTx.Hash())
 	if err != nil {
-		return fmt.Errorf("bench: the token's deployment receipt: %w", err)
+		return fmt.Errorf("bench: the token's deployment: %w", err)
 	}
 	if r.Status != types.ReceiptStatusSuccessful {
 		return errors.New("bench: deploying the token failed on chain")
 	}
 	env.Token = r.ContractAddress
+	nonce++
 
-	for start := 0; start < len(env.Accounts); start += fundingBatch {
-		part := env.Accounts[start:min(start+fundingBatch, len(env.Accounts))]
-		batch := make([]rpc.BatchElem, len(part))
-		for i, a := range part {
-			data, err := tok.Pack("transfer", a.Address, env.Funding)
-			if err != nil {
-				return fmt.Errorf("bench: transfer call: %w", err)
-			}
-			t, err := signTx(signer, env.Deployer.Key, uint64(1+start+i), &env.Token, transferGas, data)
+	var funding []*types.Transaction
+	for _, a := range env.Accounts {
+		if env.Ether != nil && env.Ether.Sign() > 0 {
+			to := a.Address
+			t, err := env.sign(signer, env.Deployer.Key, &types.DynamicFeeTx{Nonce: nonce, Gas: params.TxGas, To: &to, Value: env.Ether})
 			if err != nil {
 				return err
 			}
+			funding = append(funding, t)
+			nonce++
+		}
+		data, err := tok.Pack("transfer", a.Address, env.Funding)
+		if err != nil {
+			return fmt.Errorf("bench: transfer call: %w", err)
+		}
+		t, err := env.sign(signer, env.Deployer.Key, &types.DynamicFeeTx{Nonce: nonce, Gas: transferGas, To: &env.Token, Data: data})
+		if err != nil {
+			return err
+		}
+		funding = append(funding, t)
+		nonce++
+	}
+	for start := 0; start < len(funding); start += fundingBatch {
+		part := funding[start:min(start+fundingBatch, len(funding))]
+		batch := make([]rpc.BatchElem, len(part))
+		for i, t := range part {
 			raw, err := t.MarshalBinary()
 			if err != nil {
 				return fmt.Errorf("bench: encode a transaction: %w", err)
@@ -260,12 +298,16 @@ func (env *ERC20Env) deploy(ctx context.Context, serviceCert *x509.Certificate, 
 		}
 		for i, b := range batch {
 			if b.Error != nil {
-				return fmt.Errorf("bench: fund account %s: %w", part[i].Address, b.Error)
+				return fmt.Errorf("bench: funding transaction %s: %w", part[i].Hash(), b.Error)
 			}
 		}
 	}
-	// The last funded account holds its funding: every funding transfer
-	// committed and succeeded.
+	// The deployer's transactions are in nonce order: once a block holds
+	// the last, every one is in, and the last funded account holds its
+	// funding only if its transfer succeeded.
+	if _, err := waitReceipt(ctx, ec, funding[len(funding)-1].Hash()); err != nil {
+		return fmt.Errorf("bench: funding: %w", err)
+	}
 	last := env.Accounts[len(env.Accounts)-1].Address
 	bal, err := balanceOf(ctx, ec, tok, env.Token, last)
 	if err != nil {
@@ -277,17 +319,17 @@ func (env *ERC20Env) deploy(ctx context.Context, serviceCert *x509.Certificate, 
 	return nil
 }
 
-// signTx signs a zero-priced EIP-1559 transaction.
-func signTx(signer types.Signer, key *ecdsa.PrivateKey, nonce uint64, to *common.Address, gas uint64, data []byte) (*types.Transaction, error) {
-	t, err := types.SignNewTx(key, signer, &types.DynamicFeeTx{
-		ChainID:   signer.ChainID(),
-		Nonce:     nonce,
-		GasTipCap: new(big.Int),
-		GasFeeCap: new(big.Int),
-		Gas:       gas,
-		To:        to,
-		Data:      data,
-	})
+// sign signs tx from key on signer's chain, offering env's fees.
+func (env *ERC20Env) sign(signer types.Signer, key *ecdsa.PrivateKey, tx *types.DynamicFeeTx) (*types.Transaction, error) {
+	tx.ChainID = signer.ChainID()
+	tx.GasTipCap, tx.GasFeeCap = new(big.Int), new(big.Int)
+	if env.GasTipCap != nil {
+		tx.GasTipCap.Set(env.GasTipCap)
+	}
+	if env.GasFeeCap != nil {
+		tx.GasFeeCap.Set(env.GasFeeCap)
+	}
+	t, err := types.SignNewTx(key, signer, tx)
 	if err != nil {
 		return nil, fmt.Errorf("bench: sign a transaction: %w", err)
 	}

@@ -63,7 +63,7 @@ func TestSendRawBody(t *testing.T) {
 	to := common.HexToAddress("0x01")
 	var txs []*types.Transaction
 	for n := range uint64(3) {
-		tx, err := signTx(signer, key, n, &to, transferGas, nil)
+		tx, err := (&ERC20Env{}).sign(signer, key, &types.DynamicFeeTx{Nonce: n, Gas: transferGas, To: &to})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,9 +37,8 @@ func runWindowed(ctx context.Context, warmup, duration time.Duration, n int, cli
 	return nil
 }
 
-// checkRun checks what every closed-loop run needs: host:port targets, the
-// service certificate, a positive duration and a warmup that is not
-// negative.
+// checkRun checks what every closed-loop run against coco needs: host:port
+// targets, the service certificate, and a sane window (checkWindow).
 func checkRun(targets []string, serviceCert *x509.Certificate, duration, warmup time.Duration) []error {
 	var errs []error
 	if len(targets) == 0 {
@@ -53,6 +52,13 @@ func checkRun(targets []string, serviceCert *x509.Certificate, duration, warmup 
 	if serviceCert == nil {
 		errs = append(errs, errors.New("no service certificate"))
 	}
+	return append(errs, checkWindow(duration, warmup)...)
+}
+
+// checkWindow checks a run's window: a positive duration and a warmup that
+// is not negative.
+func checkWindow(duration, warmup time.Duration) []error {
+	var errs []error
 	if duration <= 0 {
 		errs = append(errs, fmt.Errorf("duration must be positive, got %s", duration))
 	}

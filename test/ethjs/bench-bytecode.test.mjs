@@ -1,6 +1,7 @@
-// `coco bench erc20` deploys a committed copy of Token.sol's bytecode
-// (bench/token.bin, embedded in the coco binary). This checks that the copy
-// is what Token.sol compiles to today; regenerate it with the command in
+// `coco bench erc20` deploys committed copies of Token.sol's bytecode
+// (bench/token.bin, and bench/token-shanghai.bin for chains that know no
+// newer fork; both embedded in the coco binary). This checks that the copies
+// are what Token.sol compiles to today; regenerate them with the commands in
 // scripts/token-bytecode.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -8,7 +9,10 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { tokenBytecode } from "./scripts/token-bytecode.mjs";
 
-test("bench/token.bin is the bytecode of contracts/Token.sol", () => {
-  const committed = readFileSync(fileURLToPath(new URL("../../bench/token.bin", import.meta.url)), "utf8").trim();
-  assert.equal(committed, tokenBytecode(), "bench/token.bin is stale: node scripts/token-bytecode.mjs > ../../bench/token.bin");
-});
+for (const [file, evmVersion] of [["token.bin", undefined], ["token-shanghai.bin", "shanghai"]]) {
+  test(`bench/${file} is the bytecode of contracts/Token.sol (EVM ${evmVersion ?? "default"})`, () => {
+    const committed = readFileSync(fileURLToPath(new URL(`../../bench/${file}`, import.meta.url)), "utf8").trim();
+    const arg = evmVersion ? ` ${evmVersion}` : "";
+    assert.equal(committed, tokenBytecode(evmVersion), `bench/${file} is stale: node scripts/token-bytecode.mjs${arg} > ../../bench/${file}`);
+  });
+}

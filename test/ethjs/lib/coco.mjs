@@ -123,17 +123,21 @@ export function closeProviders(sb) {
  * name to its source text. Returns { ContractName: { abi, bytecode } };
  * throws on any compile error.
  *
- * No evmVersion is set: solc 0.8.37's default target is "osaka", the fork
- * coco's EVM runs.
+ * Unless `evmVersion` is given, none is set: solc 0.8.37's default target
+ * is "osaka", the fork coco's EVM runs. (An older one is for chains that
+ * coco is benchmarked against and that know no newer fork, e.g. ganache's
+ * "shanghai".)
  */
-export function compile(sources) {
+export function compile(sources, evmVersion) {
+  const settings = {
+    optimizer: { enabled: true, runs: 200 },
+    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+  };
+  if (evmVersion) settings.evmVersion = evmVersion;
   const input = {
     language: "Solidity",
     sources: Object.fromEntries(Object.entries(sources).map(([name, content]) => [name, { content }])),
-    settings: {
-      optimizer: { enabled: true, runs: 200 },
-      outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
-    },
+    settings,
   };
   const output = JSON.parse(solc.compile(JSON.stringify(input)));
   const errors = (output.errors ?? []).filter((e) => e.severity === "error");
@@ -152,5 +156,10 @@ export function compile(sources) {
 
 /** Reads Solidity files (by path) and compiles them; see compile(). */
 export function compileFiles(...paths) {
-  return compile(Object.fromEntries(paths.map((p) => [basename(p), readFileSync(p, "utf8")])));
+  return compileFilesFor(undefined, ...paths);
+}
+
+/** Like compileFiles, for the given EVM version (undefined: solc's default). */
+export function compileFilesFor(evmVersion, ...paths) {
+  return compile(Object.fromEntries(paths.map((p) => [basename(p), readFileSync(p, "utf8")])), evmVersion);
 }
