@@ -12,6 +12,7 @@ import (
 	"github.com/cocoledger/coco/app"
 	"github.com/cocoledger/coco/app/evm"
 	"github.com/cocoledger/coco/app/logging"
+	"github.com/cocoledger/coco/app/smallbank"
 	"github.com/cocoledger/coco/node"
 	"github.com/spf13/cobra"
 )
@@ -87,7 +88,7 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 					return fmt.Errorf("--eth-alloc: %w", err)
 				}
 			}
-			cfg.Apps = []app.Application{logging.App{}, evm.New(evmCfg)}
+			cfg.Apps = []app.Application{logging.App{}, evm.New(evmCfg), smallbank.App{}}
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
