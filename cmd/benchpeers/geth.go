@@ -139,4 +139,3 @@ With --datadir the chain is kept on disk with geth's default write settings
 	fl.IntVar(&c.port, "port", 0, "HTTP port on 127.0.0.1 (default: a free one)")
 	return cmd
 }
-

@@ -31,5 +31,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newGethCmd())
+	root.AddCommand(newEtcdCmd())
 	return root
 }

@@ -27,6 +27,7 @@ type benchFlags struct {
 	path     string
 	msgSize  int
 	http2    bool
+	jsonOut  string
 }
 
 func (f *benchFlags) register(cmd *cobra.Command) {
@@ -37,6 +38,16 @@ func (f *benchFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.path, "path", bench.DefaultLogPath, "logging app endpoint to POST to")
 	fl.IntVar(&f.msgSize, "msg-size", bench.DefaultMsgSize, "message size in bytes")
 	fl.BoolVar(&f.http2, "http2", false, "use HTTP/2 instead of HTTP/1.1")
+	fl.StringVar(&f.jsonOut, "json", "", "append each result as a JSON line (a comparison figure) to this file")
+}
+
+// record appends res to --json's file, if given, as the figure of system
+// on the writes workload of this message size.
+func (f *benchFlags) record(res *bench.Result, system string) error {
+	if f.jsonOut == "" {
+		return nil
+	}
+	return bench.AppendFigure(f.jsonOut, res.Figure(fmt.Sprintf("writes-%dB", f.msgSize), system))
 }
 
 func (f *benchFlags) config() bench.LogConfig {
@@ -55,7 +66,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure coco's throughput and latency",
 	}
-	cmd.AddCommand(newBenchLogCmd(), newBenchERC20Cmd(), newBenchCeilingCmd(), newBenchCeilingServerCmd())
+	cmd.AddCommand(newBenchLogCmd(), newBenchERC20Cmd(), newBenchCeilingCmd(), newBenchCeilingServerCmd(), newBenchCryptoCmd(), newBenchReportCmd(), newBenchSmallBankCmd())
 	return cmd
 }
 
@@ -66,6 +77,7 @@ func newBenchLogCmd() *cobra.Command {
 		user     string
 		allNodes bool
 		ceiling  bool
+		system   string
 	)
 	cmd := &cobra.Command{
 		Use:   "log",
@@ -98,23 +110,33 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 				}
 				cfg.Targets = []string{primary}
 			}
+			if system == "" {
+				system = fmt.Sprintf("coco-%d", len(sb.Nodes))
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, bench.MarkdownHeader)
 			res, err := runBench(cmd.Context(), out, cfg, "")
 			if err != nil {
 				return err
 			}
+			if err := benchFailed(res); err != nil {
+				return err
+			}
+			if err := f.record(res, system); err != nil {
+				return err
+			}
 			if !ceiling {
-				return benchFailed(res)
+				return nil
 			}
 			top, err := runBenchCeiling(cmd.Context(), out, cfg)
 			if err != nil {
 				return err
 			}
-			if top.Throughput > 0 {
-				fmt.Fprintf(out, "\nratio writes coco/https-ceiling = %.2f\n", res.Throughput/top.Throughput)
+			if err := benchFailed(top); err != nil {
+				return err
 			}
-			return benchFailed(res)
+			fmt.Fprintf(out, "\nratio writes coco/https-ceiling = %.2f\n", res.Throughput/top.Throughput)
+			return f.record(top, "https-ceiling")
 		},
 	}
 	f.register(cmd)
@@ -123,6 +145,7 @@ HTTP+TLS layer on this machine, and the ratio of the two is printed.`,
 	fl.StringVar(&user, "user", "user0", "sandbox user whose certificate authenticates the writes")
 	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node (backups forward writes) instead of sending them all to the primary")
 	fl.BoolVar(&ceiling, "ceiling", false, "also measure the HTTPS ceiling (trivial in-memory server process) with the same workload")
+	fl.StringVar(&system, "system", "", `name of the system measured, in the figure (default "coco-N" for N nodes)`)
 	return cmd
 }
 
@@ -147,7 +170,10 @@ with no consensus, ledger or fsync.`,
 			if err != nil {
 				return err
 			}
-			return benchFailed(res)
+			if err := benchFailed(res); err != nil {
+				return err
+			}
+			return f.record(res, "https-ceiling")
 		},
 	}
 	f.register(cmd)
@@ -262,6 +288,8 @@ func benchSandboxFile(path string) string {
 func newBenchERC20Cmd() *cobra.Command {
 	var (
 		sandbox  string
+		peer     string
+		devKey   string
 		accounts int
 		batch    int
 		duration time.Duration
@@ -269,10 +297,13 @@ func newBenchERC20Cmd() *cobra.Command {
 		maxRate  int
 		seed     uint64
 		allNodes bool
+		jsonOut  string
+		system   string
+		tokenEVM string
 	)
 	cmd := &cobra.Command{
 		Use:   "erc20",
-		Short: "Committed ERC-20 transfers/s of the Ethereum app on a running sandbox",
+		Short: "Committed ERC-20 transfers/s of the Ethereum app on a running sandbox (or of a peer chain)",
 		Long: `Registers --accounts fresh users with Ethereum addresses (set_user proposals
 voted by the sandbox's members), deploys an ERC-20 token, funds every account
 with it, signs each account's transfers to random other accounts in advance,
@@ -280,37 +311,67 @@ and has every account send them in nonce order, one request at a time on its
 own connection, through eth_sendRawTransaction (coco answers once the
 transaction committed). Prints committed transfers/s and latency as a
 markdown table row, then checks every account's token balance and nonce
-against the acknowledged transfers.`,
+against the acknowledged transfers.
+
+With --peer URL instead of --sandbox, the same workload runs against another
+chain's plain HTTP JSON-RPC (a geth dev chain from benchpeers geth, ganache):
+--dev-key's account, funded at its genesis, deploys the token and gives every
+account ether for gas (1 wei tip) and tokens. Such a chain answers
+eth_sendRawTransaction on admission to its pool, so a request counts once a
+block includes all its transfers (a watcher polls every 5 ms for new blocks).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			sb, err := bench.LoadSandbox(benchSandboxFile(sandbox))
-			if err != nil {
-				return err
-			}
 			cfg := bench.ERC20Config{Batch: batch, Duration: duration, Warmup: warmup, MaxRate: maxRate, Seed: seed}
-			if cfg.ServiceCert, err = sb.ServiceCertificate(); err != nil {
-				return err
-			}
-			primary, err := bench.PrimaryAddress(ctx, cfg.ServiceCert, sb.RPCAddresses())
-			if err != nil {
-				return err
-			}
-			cfg.Targets = []string{primary}
-			if allNodes {
-				cfg.Targets = sb.RPCAddresses()
-			}
-			out := cmd.OutOrStdout()
 			errOut := cmd.ErrOrStderr()
-			fmt.Fprintf(errOut, "setting up %d accounts and a token on %s...\n", accounts, primary)
-			if cfg.Env, err = bench.SetupERC20(ctx, sb, primary, accounts); err != nil {
-				return err
+			var err error
+			if peer != "" {
+				if cmd.Flags().Changed("sandbox") || allNodes {
+					return fmt.Errorf("--peer excludes --sandbox and --all-nodes")
+				}
+				key, err := bench.ParseDevKey(devKey)
+				if err != nil {
+					return err
+				}
+				cfg.Peer = peer
+				fmt.Fprintf(errOut, "setting up %d accounts and a token on %s...\n", accounts, peer)
+				if cfg.Env, err = bench.SetupERC20Peer(ctx, peer, key, accounts, tokenEVM); err != nil {
+					return err
+				}
+				if system == "" {
+					system = "peer"
+				}
+			} else {
+				sb, err := bench.LoadSandbox(benchSandboxFile(sandbox))
+				if err != nil {
+					return err
+				}
+				if cfg.ServiceCert, err = sb.ServiceCertificate(); err != nil {
+					return err
+				}
+				primary, err := bench.PrimaryAddress(ctx, cfg.ServiceCert, sb.RPCAddresses())
+				if err != nil {
+					return err
+				}
+				cfg.Targets = []string{primary}
+				if allNodes {
+					cfg.Targets = sb.RPCAddresses()
+				}
+				fmt.Fprintf(errOut, "setting up %d accounts and a token on %s...\n", accounts, primary)
+				if cfg.Env, err = bench.SetupERC20(ctx, sb, primary, accounts); err != nil {
+					return err
+				}
+				if system == "" {
+					system = fmt.Sprintf("coco-%d", len(sb.Nodes))
+				}
 			}
 			fmt.Fprintf(errOut, "token %s; signing transfers and running for %s + %s warmup...\n", cfg.Env.Token, duration, warmup)
 			res, err := bench.RunERC20(ctx, cfg)
 			if err != nil {
 				return err
 			}
+			res.Target = system + " " + res.Target
+			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, bench.ERC20MarkdownHeader)
 			fmt.Fprintln(out, res.Markdown())
 			if res.LastError != "" {
@@ -327,11 +388,16 @@ against the acknowledged transfers.`,
 			if res.Transfers == 0 {
 				return fmt.Errorf("no transfer committed in the measured window (errors: %v)", res.Errors)
 			}
+			if jsonOut != "" {
+				return bench.AppendFigure(jsonOut, res.Figure(system))
+			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&sandbox, "sandbox", filepath.Join("workspace", "sandbox", "sandbox.json"), "sandbox.json written by coco sandbox (or its directory)")
+	fl.StringVar(&peer, "peer", "", "run against this peer chain's HTTP JSON-RPC URL instead of a sandbox")
+	fl.StringVar(&devKey, "dev-key", "", "hex private key of an account the peer chain funded at genesis (with --peer)")
 	fl.IntVar(&accounts, "accounts", 64, "sending accounts, each a user on its own kept-alive connection")
 	fl.IntVar(&batch, "batch", 1, "transfers per request: 1 sends plain JSON-RPC requests, more sends JSON-RPC batches")
 	fl.DurationVar(&duration, "duration", 10*time.Second, "measured duration")
@@ -339,5 +405,8 @@ against the acknowledged transfers.`,
 	fl.IntVar(&maxRate, "max-rate", 20000, "transfers/s the pre-signed transfers can sustain over the whole run (signing happens before it)")
 	fl.Uint64Var(&seed, "seed", 1, "seed of the recipients' choice")
 	fl.BoolVar(&allNodes, "all-nodes", false, "rotate requests over every node (backups forward them) instead of sending them all to the primary")
+	fl.StringVar(&jsonOut, "json", "", "append the result as a JSON line (a comparison figure) to this file")
+	fl.StringVar(&system, "system", "", `name of the system measured, in the figure (default "coco-N" for N nodes, "peer" with --peer)`)
+	fl.StringVar(&tokenEVM, "token-evm", "", `with --peer: the token compiled for this EVM version, "" (solc's default, the fork coco runs) or "shanghai" (ganache)`)
 	return cmd
 }

@@ -21,11 +21,24 @@ import (
 
 func TestBenchCeilingCmd(t *testing.T) {
 	var out, errw bytes.Buffer
-	code := Main(t.Context(), []string{"bench", "ceiling", "--clients", "2", "--duration", "300ms", "--warmup", "100ms"}, &out, &errw)
+	figs := filepath.Join(t.TempDir(), "figs.json")
+	code := Main(t.Context(), []string{"bench", "ceiling", "--clients", "2", "--duration", "300ms", "--warmup", "100ms", "--json", figs}, &out, &errw)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr: %s", code, errw.String())
 	}
 	t.Log(out.String())
+
+	// The figure it appended is what bench report reads.
+	var rep bytes.Buffer
+	if code := Main(t.Context(), []string{"bench", "report", figs}, &rep, &errw); code != 0 {
+		t.Fatalf("bench report: exit %d, stderr: %s", code, errw.String())
+	}
+	if !strings.Contains(rep.String(), "| writes-100B | https-ceiling | 2 | ") {
+		t.Errorf("report lacks the ceiling's figure:\n%s", rep.String())
+	}
+	if code := Main(t.Context(), []string{"bench", "report", filepath.Join(t.TempDir(), "missing.json")}, &rep, &errw); code == 0 {
+		t.Error("bench report of a missing file succeeded")
+	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 3 || lines[0] != strings.Split(bench.MarkdownHeader, "\n")[0] {
 		t.Fatalf("want header, separator and one row, got:\n%s", out.String())
