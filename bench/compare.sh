@@ -89,26 +89,7 @@ fi
 log "installing ganache (bench/ganache, as locked)"
 (cd "$root/bench/ganache" && npm ci --no-audit --no-fund --loglevel=error >&2)
 
-# --- coco: a 3-node sandbox, the default ---
-log "starting coco's 3-node sandbox"
-"$bin/coco" sandbox --dir "$work/sandbox" >"$work/sandbox.log" 2>&1 &
-sandbox=$!
-pids+=("$sandbox")
-wait_for "$work/sandbox.log" "Ctrl-C" 120 "$sandbox"
-sb=$work/sandbox/sandbox.json
-
-# --- 1. plain durable writes ---
-for size in $sizes; do
-  for c in $clients; do
-    log "writes: ${size} B, $c clients: coco"
-    "$bin/coco" bench log --sandbox "$sb" --clients "$c" --msg-size "$size" \
-      --duration "$duration" --warmup "$warmup" --json "$figs"
-    log "writes: ${size} B, $c clients: https ceiling"
-    "$bin/coco" bench ceiling --clients "$c" --msg-size "$size" \
-      --duration "$duration" --warmup "$warmup" --json "$figs"
-  done
-done
-
+# --- 1. plain durable writes: etcd first, alone on the machine ---
 log "starting the 3-member etcd cluster"
 endpoints=$("$root/bench/etcd-cluster.sh" start "$work/etcd" 23790)
 # Writes go straight to the leader, as coco's go to the primary: neither
@@ -130,6 +111,26 @@ for size in $sizes; do
   done
 done
 "$root/bench/etcd-cluster.sh" stop "$work/etcd" >/dev/null
+
+# --- coco: a 3-node sandbox, the default ---
+log "starting coco's 3-node sandbox"
+"$bin/coco" sandbox --dir "$work/sandbox" >"$work/sandbox.log" 2>&1 &
+sandbox=$!
+pids+=("$sandbox")
+wait_for "$work/sandbox.log" "Ctrl-C" 120 "$sandbox"
+sb=$work/sandbox/sandbox.json
+
+# --- 1. plain durable writes: coco and the HTTPS ceiling, alternating ---
+for size in $sizes; do
+  for c in $clients; do
+    log "writes: ${size} B, $c clients: coco"
+    "$bin/coco" bench log --sandbox "$sb" --clients "$c" --msg-size "$size" \
+      --duration "$duration" --warmup "$warmup" --json "$figs"
+    log "writes: ${size} B, $c clients: https ceiling"
+    "$bin/coco" bench ceiling --clients "$c" --msg-size "$size" \
+      --duration "$duration" --warmup "$warmup" --json "$figs"
+  done
+done
 
 # --- 3. SmallBank on coco ---
 log "smallbank: coco"
@@ -162,7 +163,7 @@ wait_for "$work/ganache.log" "RPC Listening" 60 "$ganache"
 # ganache knows no fork after Shanghai: the same token, compiled for it. It
 # commits ~100 transfers/s, so a low --max-rate saves signing time.
 "$bin/coco" bench erc20 --peer "http://127.0.0.1:$ganache_port" --dev-key "$devkey" --system ganache \
-  --token-evm shanghai --max-rate 2000 \
+  --token-evm shanghai --max-rate 5000 \
   --accounts "$accounts" --batch "$batch" --duration "$duration" --warmup "$warmup" --json "$figs"
 stop_pid "$ganache"
 
