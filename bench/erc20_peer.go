@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,7 +164,7 @@ func waitReceipt(ctx context.Context, ec *ethclient.Client, hash common.Hash) (*
 		if err == nil {
 			return r, nil
 		}
-		if !errors.Is(err, ethereum.NotFound) {
+		if !errors.Is(err, ethereum.NotFound) && !stillIndexing(err) {
 			return nil, fmt.Errorf("bench: receipt of %s: %w", hash, err)
 		}
 		select {
@@ -172,6 +173,12 @@ func waitReceipt(ctx context.Context, ec *ethclient.Client, hash common.Hash) (*
 		case <-time.After(receiptPoll):
 		}
 	}
+}
+
+// stillIndexing reports geth's answer to a receipt query while it indexes
+// its transactions after a start on a data dir: ask again later.
+func stillIndexing(err error) bool {
+	return strings.Contains(err.Error(), "transaction indexing is in progress")
 }
 
 // watchPoll is how often a blockWatcher asks for the head block number.
