@@ -128,13 +128,7 @@ type ERC20Result struct {
 }
 
 // ErrorCount is the total number of failed transfers.
-func (r *ERC20Result) ErrorCount() int {
-	n := 0
-	for _, c := range r.Errors {
-		n += c
-	}
-	return n
-}
+func (r *ERC20Result) ErrorCount() int { return sumCounts(r.Errors) }
 
 // ERC20MarkdownHeader is the table header matching ERC20Result.Markdown.
 const ERC20MarkdownHeader = "| target | accounts | batch | committed transfers/s | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|---|"

@@ -31,9 +31,12 @@ type Result struct {
 }
 
 // ErrorCount is the total number of failed requests.
-func (r *Result) ErrorCount() int {
+func (r *Result) ErrorCount() int { return sumCounts(r.Errors) }
+
+// sumCounts is the total of counts by cause.
+func sumCounts(m map[string]int) int {
 	n := 0
-	for _, c := range r.Errors {
+	for _, c := range m {
 		n += c
 	}
 	return n

@@ -242,22 +242,10 @@ type SmallBankResult struct {
 }
 
 // ErrorCount is the total number of failed requests.
-func (r *SmallBankResult) ErrorCount() int {
-	n := 0
-	for _, c := range r.Errors {
-		n += c
-	}
-	return n
-}
+func (r *SmallBankResult) ErrorCount() int { return sumCounts(r.Errors) }
 
 // AbortCount is the total number of refused transactions.
-func (r *SmallBankResult) AbortCount() int {
-	n := 0
-	for _, c := range r.Aborted {
-		n += c
-	}
-	return n
-}
+func (r *SmallBankResult) AbortCount() int { return sumCounts(r.Aborted) }
 
 // SmallBankMarkdownHeader is the table header matching
 // SmallBankResult.Markdown rows.

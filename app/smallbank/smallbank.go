@@ -353,16 +353,26 @@ func transactSavings(c *app.Context) (*app.Response, error) {
 	return app.JSON(a), nil
 }
 
-func depositChecking(c *app.Context) (*app.Response, error) {
+// positiveFor decodes an {id, amount} request whose amount must be
+// positive and loads the account.
+func positiveFor(c *app.Context) (Account, int64, error) {
 	id, amount, err := decodeAmount(c)
 	if err != nil {
-		return nil, err
+		return Account{}, 0, err
 	}
 	v, err := positive(amount)
 	if err != nil {
-		return nil, err
+		return Account{}, 0, err
 	}
 	a, err := load(c.Tx, id)
+	if err != nil {
+		return Account{}, 0, err
+	}
+	return a, v, nil
+}
+
+func depositChecking(c *app.Context) (*app.Response, error) {
+	a, v, err := positiveFor(c)
 	if err != nil {
 		return nil, err
 	}
@@ -379,15 +389,7 @@ func depositChecking(c *app.Context) (*app.Response, error) {
 // (an overdraft); when checking and savings together hold less than the
 // amount, a penalty of 1 is charged too.
 func writeCheck(c *app.Context) (*app.Response, error) {
-	id, amount, err := decodeAmount(c)
-	if err != nil {
-		return nil, err
-	}
-	v, err := positive(amount)
-	if err != nil {
-		return nil, err
-	}
-	a, err := load(c.Tx, id)
+	a, v, err := positiveFor(c)
 	if err != nil {
 		return nil, err
 	}
