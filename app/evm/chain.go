@@ -155,14 +155,13 @@ func readTx(tx *kv.Tx, hash common.Hash) (*txRecord, bool, error) {
 	return &r, true, nil
 }
 
-// writeBlock stores b as the new head.
-func writeBlock(tx *kv.Tx, b *blockRecord) error {
+// writeBlock stores b, whose header hashes to hash, as the new head.
+func writeBlock(tx *kv.Tx, b *blockRecord, hash common.Hash) error {
 	enc, err := rlp.EncodeToBytes(b)
 	if err != nil {
 		return err
 	}
 	n := b.Header.Number.Uint64()
-	hash := b.Header.Hash()
 	var head [48]byte
 	binary.BigEndian.PutUint64(head[:8], n)
 	copy(head[8:40], hash[:])
@@ -225,7 +224,8 @@ func WriteGenesis(tx *kv.Tx, g Genesis) error {
 	if err := tx.Put(MetaMap, chainIDKey, id[:]); err != nil {
 		return err
 	}
-	return writeBlock(tx, &blockRecord{Header: newHeader(common.Hash{}, 0, g.Time, DefaultGasLimit)})
+	h := newHeader(common.Hash{}, 0, g.Time, DefaultGasLimit)
+	return writeBlock(tx, &blockRecord{Header: h}, h.Hash())
 }
 
 // readChainID returns the chain id recorded at genesis.
@@ -370,8 +370,10 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	receipt := &types.Receipt{Type: t.Type(), Status: r.Status, CumulativeGasUsed: r.GasUsed, Logs: logs, TxHash: r.TxHash, GasUsed: r.GasUsed}
 	receipt.Bloom = types.CreateBloom(receipt)
 	h.Bloom = receipt.Bloom
-	h.TxHash = types.DeriveSha(types.Transactions{t}, trie.NewStackTrie(nil))
-	h.ReceiptHash = types.DeriveSha(types.Receipts{receipt}, trie.NewStackTrie(nil))
+	// One trie for both roots: DeriveSha resets it first.
+	st := trie.NewStackTrie(nil)
+	h.TxHash = types.DeriveSha(types.Transactions{t}, st)
+	h.ReceiptHash = types.DeriveSha(types.Receipts{receipt}, st)
 	r.BlockHash = h.Hash()
 	for i, l := range logs {
 		l.BlockNumber, l.BlockHash, l.BlockTimestamp, l.Index, l.TxIndex = number, r.BlockHash, time, uint(i), 0
@@ -380,7 +382,7 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(tx.Put(TxsMap, string(r.TxHash[:]), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash})); err != nil {
+	if err := errors.Join(tx.Put(TxsMap, string(r.TxHash[:]), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash}, r.BlockHash)); err != nil {
 		return nil, err
 	}
 	return r, nil
