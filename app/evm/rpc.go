@@ -145,8 +145,8 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 		}
 		return app.JSON(resp), nil
 	}
-	var reqs []json.RawMessage
-	if err := json.Unmarshal(body, &reqs); err != nil {
+	reqs, err := decodeBatch(body)
+	if err != nil {
 		return app.JSON(rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: errorf(codeParse, "parse error: %v", err)}), nil
 	}
 	// A batch that sends transactions goes to the primary whole, before
@@ -162,7 +162,13 @@ func (a *App) serveRPC(c *app.Context) (*app.Response, error) {
 	}
 	out := make([]rpcResponse, 0, len(reqs))
 	for _, r := range reqs {
-		resp, err := a.serveOne(cl, r)
+		var resp rpcResponse
+		var err error
+		if r.raw != nil {
+			resp, err = a.serveOne(cl, r.raw)
+		} else {
+			resp, err = a.serveRequest(cl, r.req)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -214,6 +220,11 @@ func (a *App) serveOne(cl *call, raw json.RawMessage) (rpcResponse, error) {
 		}
 		return rpcResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: errorf(codeInvalidRequest, "invalid request: %v", err)}, nil
 	}
+	return a.serveRequest(cl, req)
+}
+
+// serveRequest answers one decoded call.
+func (a *App) serveRequest(cl *call, req rpcRequest) (rpcResponse, error) {
 	resp := rpcResponse{JSONRPC: "2.0", ID: req.ID}
 	if len(resp.ID) == 0 {
 		resp.ID = json.RawMessage("null")
@@ -294,13 +305,51 @@ func (a *App) chainID(c *call, _ []json.RawMessage) (any, error) {
 	return (*hexutil.Big)(c.exec.ChainID()), nil
 }
 
-// sendsTransactions reports whether a batch calls eth_sendRawTransaction.
-func sendsTransactions(reqs []json.RawMessage) bool {
-	for _, r := range reqs {
-		var m struct {
-			Method string `json:"method"`
+// batchCall is one call of a batch: decoded, or raw when it has to be
+// decoded on its own to be answered (see decodeBatch).
+type batchCall struct {
+	req rpcRequest
+	raw json.RawMessage
+}
+
+// decodeBatch decodes a batch in one pass when every call in it is an
+// object of the right shape, which is what clients send; otherwise it
+// splits the batch into raw calls, so that each malformed one gets its own
+// error answer. An error means the batch itself is not a JSON array.
+func decodeBatch(body []byte) ([]batchCall, error) {
+	var reqs []rpcRequest
+	if json.Unmarshal(body, &reqs) == nil {
+		calls := make([]batchCall, len(reqs))
+		for i, r := range reqs {
+			calls[i].req = r
 		}
-		if json.Unmarshal(r, &m) == nil && m.Method == "eth_sendRawTransaction" {
+		return calls, nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, err
+	}
+	calls := make([]batchCall, len(raws))
+	for i, r := range raws {
+		calls[i].raw = r
+	}
+	return calls, nil
+}
+
+// sendsTransactions reports whether a batch calls eth_sendRawTransaction.
+func sendsTransactions(calls []batchCall) bool {
+	for _, c := range calls {
+		method := c.req.Method
+		if c.raw != nil {
+			var m struct {
+				Method string `json:"method"`
+			}
+			if json.Unmarshal(c.raw, &m) != nil {
+				continue
+			}
+			method = m.Method
+		}
+		if method == "eth_sendRawTransaction" {
 			return true
 		}
 	}

@@ -514,6 +514,29 @@ func TestRPCMalformedRequests(t *testing.T) {
 	}
 }
 
+// TestRPCBatchWithMalformedCalls: calls that are not request objects
+// (decoded one by one, not in the batch's single pass) each get their own
+// error, in place, and the well-formed ones are answered.
+func TestRPCBatchWithMalformedCalls(t *testing.T) {
+	f := newRPCFixture(t)
+	b, err := f.raw(t, 0, `[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},5,{"jsonrpc":"2.0","id":3,"method":7},null,{"jsonrpc":"2.0","id":5,"method":"eth_blockNumber"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []rpcAnswer
+	if err := json.Unmarshal(b, &batch); err != nil || len(batch) != 5 {
+		t.Fatalf("batch answer %s (%v)", b, err)
+	}
+	if batch[0].Error != nil || string(batch[0].ID) != "1" || string(batch[4].Result) != `"0x0"` || string(batch[4].ID) != "5" {
+		t.Errorf("well-formed calls: %s", b)
+	}
+	for _, i := range []int{1, 2, 3} {
+		if batch[i].Error == nil || batch[i].Error.Code != codeInvalidRequest {
+			t.Errorf("call %d: %s, want an invalid-request error", i, b)
+		}
+	}
+}
+
 // TestRPCBatchOfTransactions: a JSON-RPC batch of transactions is queued
 // whole before its answers are awaited; each call gets its own answer.
 func TestRPCBatchOfTransactions(t *testing.T) {
@@ -579,9 +602,14 @@ func TestRPCBackupForwardsWrites(t *testing.T) {
 	if _, err := f.raw(t, 0, string(body)); !errors.Is(err, app.ErrNotPrimary) {
 		t.Fatalf("sendRawTransaction on a backup: %v, want app.ErrNotPrimary", err)
 	}
-	batch := `[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},` + string(body) + `]`
-	if _, err := f.raw(t, 0, batch); !errors.Is(err, app.ErrNotPrimary) {
-		t.Fatalf("a batch with a transaction on a backup: %v, want app.ErrNotPrimary before anything runs", err)
+	for _, batch := range []string{
+		`[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},` + string(body) + `]`,
+		// A malformed call beside it: the batch is decoded call by call.
+		`[5,` + string(body) + `]`,
+	} {
+		if _, err := f.raw(t, 0, batch); !errors.Is(err, app.ErrNotPrimary) {
+			t.Fatalf("a batch with a transaction on a backup: %v, want app.ErrNotPrimary before anything runs", err)
+		}
 	}
 	f.ok(t, 0, nil, "eth_blockNumber")
 }
