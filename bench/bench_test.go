@@ -94,14 +94,21 @@ func TestBenchRunLogRoundRobin(t *testing.T) {
 	cfg.Targets = []string{a.Addr(), "localhost:" + port(t, a.Addr())}
 	cfg.ServiceCert = a.CACert
 	cfg.Clients = 2
-	cfg.Duration = 300 * time.Millisecond
+	cfg.Duration = time.Second
 	res, err := RunLog(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("RunLog: %v", err)
 	}
 	checkResult(t, res)
-	if res.Connections != 4 {
-		t.Errorf("Result.Connections = %d, want 2 clients x 2 targets", res.Connections)
+	// Each client dials each target once and keeps the connection: at most
+	// 2 clients x 2 targets. (Exactly 4 unless a client, on a loaded
+	// machine, sent a single request in the whole second; asserting 4
+	// made this test flaky under -race.)
+	if res.Connections < 2 || res.Connections > 4 {
+		t.Errorf("Result.Connections = %d, want 2 clients x 2 targets (4), and never more", res.Connections)
+	}
+	if res.Writes >= 100 && res.Connections != 4 {
+		t.Errorf("Result.Connections = %d after %d writes, want 2 clients x 2 targets", res.Connections, res.Writes)
 	}
 }
 
