@@ -2,7 +2,6 @@ package smallbank
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoledger/coco/app"
 	"github.com/cocoledger/coco/internal/testproc"
 	"github.com/cocoledger/coco/node"
 )
@@ -26,28 +24,7 @@ import (
 // balances are not in clear in the ledger.
 func TestOverHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	member, err := testproc.NewUser(dir, "member0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := testproc.NewUser(dir, "user0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Start(context.Background(), node.Config{
-		DataDir: filepath.Join(dir, "node"), RPCAddress: "127.0.0.1:0", NodeAddress: "127.0.0.1:0",
-		Members: []node.MemberConfig{{CertFile: member.CertPath}},
-		Apps:    []app.Application{App{}}, TickInterval: 5 * time.Millisecond, SigInterval: 10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := testproc.OpenService(ctx, n.Addr(), n.ServiceCertPath(), member, user); err != nil {
-		t.Fatal(err)
-	}
+	n, _, user := testproc.StartOpenNode(t, dir, App{})
 	pemBytes, err := os.ReadFile(n.ServiceCertPath())
 	if err != nil {
 		t.Fatal(err)

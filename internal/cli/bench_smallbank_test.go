@@ -1,19 +1,15 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cocoledger/coco/app"
 	"github.com/cocoledger/coco/app/smallbank"
 	"github.com/cocoledger/coco/bench"
 	"github.com/cocoledger/coco/internal/testproc"
-	"github.com/cocoledger/coco/node"
 	"github.com/cocoledger/coco/sandbox"
 )
 
@@ -21,28 +17,7 @@ import (
 // process) hosting the smallbank app, described by a sandbox.json.
 func TestBenchSmallBankCmd(t *testing.T) {
 	dir := t.TempDir()
-	member, err := testproc.NewUser(dir, "member0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := testproc.NewUser(dir, "user0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Start(context.Background(), node.Config{
-		DataDir: filepath.Join(dir, "node"), RPCAddress: "127.0.0.1:0", NodeAddress: "127.0.0.1:0",
-		Members: []node.MemberConfig{{CertFile: member.CertPath}},
-		Apps:    []app.Application{smallbank.App{}}, TickInterval: 5 * time.Millisecond, SigInterval: 10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := testproc.OpenService(ctx, n.Addr(), n.ServiceCertPath(), member, user); err != nil {
-		t.Fatal(err)
-	}
+	n, _, user := testproc.StartOpenNode(t, dir, smallbank.App{})
 	info := sandbox.Info{
 		ServiceCert: n.ServiceCertPath(),
 		Nodes:       []sandbox.NodeInfo{{RPCAddress: n.Addr(), DataDir: dir, Args: []string{"coco"}}},

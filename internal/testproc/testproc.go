@@ -2,7 +2,8 @@
 // processes (test/e2e, test/linearizability): it builds the binary, starts
 // it in a process group of its own with its output in a log file, stops or
 // kills it, makes the member and user certificates such tests present, and
-// opens a new service through governance. Only test code imports it.
+// opens a new service through governance. StartOpenNode does the same for a
+// node in the test's own process. Only test code imports it.
 package testproc
 
 import (
