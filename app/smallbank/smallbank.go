@@ -430,6 +430,17 @@ func decodeTransfer(c *app.Context, withAmount bool) (from, to uint64, amount *i
 	return *r.From, *r.To, r.Amount, nil
 }
 
+// loadPair loads the two accounts of a transfer.
+func loadPair(tx *kv.Tx, fromID, toID uint64) (from, to Account, err error) {
+	if from, err = load(tx, fromID); err != nil {
+		return Account{}, Account{}, err
+	}
+	if to, err = load(tx, toID); err != nil {
+		return Account{}, Account{}, err
+	}
+	return from, to, nil
+}
+
 // amalgamate moves everything the first account holds (checking and
 // savings, which are zeroed) into the second account's checking.
 func amalgamate(c *app.Context) (*app.Response, error) {
@@ -437,11 +448,7 @@ func amalgamate(c *app.Context) (*app.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, err := load(c.Tx, fromID)
-	if err != nil {
-		return nil, err
-	}
-	to, err := load(c.Tx, toID)
+	from, to, err := loadPair(c.Tx, fromID, toID)
 	if err != nil {
 		return nil, err
 	}
@@ -476,11 +483,7 @@ func sendPayment(c *app.Context) (*app.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, err := load(c.Tx, fromID)
-	if err != nil {
-		return nil, err
-	}
-	to, err := load(c.Tx, toID)
+	from, to, err := loadPair(c.Tx, fromID, toID)
 	if err != nil {
 		return nil, err
 	}
