@@ -107,14 +107,14 @@ func SetupERC20Peer(ctx context.Context, rawURL string, devKey *ecdsa.PrivateKey
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	env := &ERC20Env{
-		Deployer:   ERC20Account{Key: devKey, Address: ethcrypto.PubkeyToAddress(devKey.PublicKey)},
-		Funding:    new(big.Int).Set(fundingPerAccount),
-		GasTipCap:  peerTip,
-		GasFeeCap:  peerFeeCap,
-		Ether:      peerEther,
-		evmVersion: evmVersion,
+		Deployer:  ERC20Account{Key: devKey, Address: ethcrypto.PubkeyToAddress(devKey.PublicKey)},
+		Funding:   new(big.Int).Set(fundingPerAccount),
+		GasTipCap: peerTip,
+		GasFeeCap: peerFeeCap,
+		Ether:     peerEther,
 	}
-	if _, err := tokenCode(evmVersion); err != nil {
+	code, err := tokenCode(evmVersion)
+	if err != nil {
 		return nil, err
 	}
 	env.Accounts = make([]ERC20Account, accounts)
@@ -125,7 +125,7 @@ func SetupERC20Peer(ctx context.Context, rawURL string, devKey *ecdsa.PrivateKey
 		}
 		env.Accounts[i] = ERC20Account{Key: k, Address: ethcrypto.PubkeyToAddress(k.PublicKey)}
 	}
-	if err := env.deploy(ctx, target); err != nil {
+	if err := env.deploy(ctx, target, code); err != nil {
 		return nil, err
 	}
 	return env, nil

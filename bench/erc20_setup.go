@@ -103,9 +103,6 @@ type ERC20Env struct {
 	// nil (zero) on coco, whose gas is priced at zero; a peer chain needs
 	// them, and Ether, the ether each account is given to pay with.
 	GasTipCap, GasFeeCap, Ether *big.Int
-
-	// evmVersion picks the token's bytecode (tokenCode).
-	evmVersion string
 }
 
 type erc20ABI struct{ abi.ABI }
@@ -144,8 +141,12 @@ func SetupERC20(ctx context.Context, sb *Sandbox, addr string, accounts int) (*E
 	if err := registerAccounts(ctx, sb, addr, all); err != nil {
 		return nil, err
 	}
+	code, err := tokenCode("")
+	if err != nil {
+		return nil, err
+	}
 	env := &ERC20Env{Deployer: all[0], Accounts: all[1:], Funding: new(big.Int).Set(fundingPerAccount)}
-	if err := env.deploy(ctx, cocoTarget(serviceCert, addr)); err != nil {
+	if err := env.deploy(ctx, cocoTarget(serviceCert, addr), code); err != nil {
 		return nil, err
 	}
 	return env, nil
@@ -213,10 +214,10 @@ func userTLS(serviceCert *x509.Certificate, cert tls.Certificate) *tls.Config {
 	}
 }
 
-// deploy deploys Token from the deployer with the accounts' total funding
-// as supply and gives each account its share (and Ether, if any), then
-// waits until a block includes all of it.
-func (env *ERC20Env) deploy(ctx context.Context, target ethTarget) error {
+// deploy deploys Token (code is its creation bytecode) from the deployer
+// with the accounts' total funding as supply and gives each account its
+// share (and Ether, if any), then waits until a block includes all of it.
+func (env *ERC20Env) deploy(ctx context.Context, target ethTarget, code []byte) error {
 	tok, err := parseTokenABI()
 	if err != nil {
 		return err
@@ -239,10 +240,6 @@ func (env *ERC20Env) deploy(ctx context.Context, target ethTarget) error {
 	args, err := tok.Pack("", "Bench", "BNCH", supply)
 	if err != nil {
 		return fmt.Errorf("bench: token constructor: %w", err)
-	}
-	code, err := tokenCode(env.evmVersion)
-	if err != nil {
-		return err
 	}
 	deployTx, err := env.sign(signer, env.Deployer.Key, &types.DynamicFeeTx{Nonce: nonce, Gas: deployGas, Data: append(code, args...)})
 	if err != nil {
