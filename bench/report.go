@@ -14,9 +14,9 @@ type ratioGoal struct {
 	other    string // the other side's system prefix
 	label    string // what the line calls the other side
 	goal     float64
-	// anyClients: the other side's figure stands for every client count
-	// (a single-core rate).
-	anyClients bool
+	// against, if set, is the other side's workload when it differs from
+	// coco's: a single-core rate, which stands for every client count.
+	against string
 }
 
 var ratioGoals = []ratioGoal{
@@ -24,7 +24,7 @@ var ratioGoals = []ratioGoal{
 	{name: "writes", workload: isWrites, other: "https-ceiling", label: "https-ceiling", goal: 0.7},
 	{name: "erc20", workload: is("erc20"), other: "geth", label: "geth", goal: 3},
 	{name: "erc20", workload: is("erc20"), other: "ganache", label: "ganache"},
-	{name: "erc20", workload: is("erc20"), other: "1core", label: "ecrecover-1core", goal: 0.5, anyClients: true},
+	{name: "erc20", workload: is("erc20"), other: "1core", label: "ecrecover-1core", goal: 0.5, against: "ecrecover"},
 }
 
 func isWrites(w string) bool { return strings.HasPrefix(w, "writes-") }
@@ -90,8 +90,8 @@ func ratioLines(figs []Figure) []string {
 				if !strings.HasPrefix(other.System, g.other) {
 					continue
 				}
-				if g.anyClients {
-					if other.Workload != "ecrecover" {
+				if g.against != "" {
+					if other.Workload != g.against {
 						continue
 					}
 				} else if other.Workload != coco.Workload || other.Clients != coco.Clients {
