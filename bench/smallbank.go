@@ -376,7 +376,7 @@ func setupSmallBank(ctx context.Context, cfg SmallBankConfig, tlsConf *tls.Confi
 			fmt.Fprintf(&b, `{"id":%d,"checking":%d,"savings":%d}`, cfg.FirstID+uint64(i), cfg.InitialBalance, cfg.InitialBalance)
 		}
 		b.WriteString(`]}`)
-		status, body, _, err := postJSON(ctx, hc, u, b.Bytes(), nil)
+		status, body, err := postJSON(ctx, hc, u, b.Bytes())
 		if err != nil {
 			return fmt.Errorf("bench: create smallbank accounts: %w", err)
 		}
@@ -388,27 +388,24 @@ func setupSmallBank(ctx context.Context, cfg SmallBankConfig, tlsConf *tls.Confi
 }
 
 // postJSON POSTs body to u and reads the answer.
-func postJSON(ctx context.Context, hc *http.Client, u string, body []byte, hdr http.Header) (int, []byte, http.Header, error) {
+func postJSON(ctx context.Context, hc *http.Client, u string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, smallBankAnswerLimit))
 	if cerr := resp.Body.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("read answer: %w", err)
+		return 0, nil, fmt.Errorf("read answer: %w", err)
 	}
-	return resp.StatusCode, raw, resp.Header, nil
+	return resp.StatusCode, raw, nil
 }
 
 // sbUnsure is a write whose outcome the client does not know: it got no
@@ -789,7 +786,7 @@ func sumSmallBank(ctx context.Context, cfg SmallBankConfig, tlsConf *tls.Config)
 				if errs[w] != nil {
 					continue // drain
 				}
-				status, body, _, err := postJSON(ctx, hc, u, []byte(`{"id":`+strconv.FormatUint(id, 10)+`}`), nil)
+				status, body, err := postJSON(ctx, hc, u, []byte(`{"id":`+strconv.FormatUint(id, 10)+`}`))
 				if err == nil && status != http.StatusOK {
 					err = fmt.Errorf("HTTP %d: %s", status, bytes.TrimSpace(body))
 				}
