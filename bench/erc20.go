@@ -188,7 +188,7 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 		c.urls, c.next = urls, i%len(urls)
 		c.window, c.end = window, end
 		c.watcher = watcher
-		c.http = targets[0].transport(c.acc, len(urls))
+		c.http = targets[0].loadTransport(c.acc)
 		c.run(ctx)
 		c.http.CloseIdleConnections()
 	})
@@ -239,7 +239,7 @@ type erc20Client struct {
 	next   int
 	window time.Time
 	end    time.Time
-	http   *http.Transport
+	http   roundTripper
 	// watcher, on a peer chain, says when blocks include transfers.
 	watcher *blockWatcher
 

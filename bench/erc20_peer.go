@@ -59,18 +59,26 @@ func peerTarget(raw string) (ethTarget, error) {
 
 func (t ethTarget) peer() bool { return t.serviceCert == nil }
 
-// transport is a client transport of acc's with at most one connection
-// per host.
-func (t ethTarget) transport(acc ERC20Account, hosts int) *http.Transport {
+// transport is a net/http transport of acc's with one connection.
+func (t ethTarget) transport(acc ERC20Account) *http.Transport {
 	if t.peer() {
-		return newTransport(nil, false, hosts, nil)
+		return newTransport(nil, false, 1, nil)
 	}
-	return newTransport(userTLS(t.serviceCert, acc.Cert), false, hosts, nil)
+	return newTransport(userTLS(t.serviceCert, acc.Cert), false, 1, nil)
+}
+
+// loadTransport is a closed-loop client transport of acc's (see
+// h1Transport).
+func (t ethTarget) loadTransport(acc ERC20Account) roundTripper {
+	if t.peer() {
+		return newH1Transport(nil, nil)
+	}
+	return newH1Transport(userTLS(t.serviceCert, acc.Cert), nil)
 }
 
 // dial returns a go-ethereum RPC client of t, authenticated as acc on coco.
 func (t ethTarget) dial(ctx context.Context, acc ERC20Account) (*rpc.Client, error) {
-	hc := &http.Client{Transport: t.transport(acc, 1), Timeout: time.Minute}
+	hc := &http.Client{Transport: t.transport(acc), Timeout: time.Minute}
 	c, err := rpc.DialOptions(ctx, t.url.String(), rpc.WithHTTPClient(hc))
 	if err != nil {
 		return nil, fmt.Errorf("bench: eth JSON-RPC client of %s: %w", t.url.Host, err)

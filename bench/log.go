@@ -115,7 +115,7 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 			end:         end,
 			errors:      map[string]int{},
 			contentType: []string{"application/json"},
-			http:        newTransport(tlsConf, cfg.HTTP2, len(urls), &dials),
+			http:        loadTransport(tlsConf, cfg.HTTP2, len(urls), &dials),
 		}
 		clients[i] = c
 		c.run(ctx)
@@ -145,6 +145,21 @@ func RunLog(ctx context.Context, cfg LogConfig) (*Result, error) {
 	res.Writes = h.n
 	res.latencyStats = h.stats(cfg.Duration)
 	return res, nil
+}
+
+// roundTripper is what a closed-loop client sends its requests with.
+type roundTripper interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	CloseIdleConnections()
+}
+
+// loadTransport is one closed-loop client's transport: an h1Transport for
+// HTTP/1.1, net/http's for HTTP/2 (see newTransport).
+func loadTransport(tlsConf *tls.Config, h2 bool, targets int, dials *atomic.Int64) roundTripper {
+	if h2 {
+		return newTransport(tlsConf, true, targets, dials)
+	}
+	return newH1Transport(tlsConf, dials)
 }
 
 // newTransport gives one client its own connection pool, limited to one
@@ -185,7 +200,7 @@ type logClient struct {
 	msgTail []byte
 	window  time.Time
 	end     time.Time
-	http    *http.Transport
+	http    roundTripper
 
 	bodyLen     int      // of the previous body, to size the next one
 	contentType []string // shared by this client's requests, which only read it

@@ -313,7 +313,7 @@ func RunSmallBank(ctx context.Context, cfg SmallBankConfig) (*SmallBankResult, e
 			window:      window,
 			end:         end,
 			errors:      map[string]int{},
-			http:        newTransport(tlsConf, false, len(urls), &dials),
+			http:        loadTransport(tlsConf, false, len(urls), &dials),
 		}
 		clients[i] = c
 		c.run(ctx)
@@ -502,7 +502,7 @@ type sbClient struct {
 	writeHeader http.Header // shared by requests, which only read them
 	readHeader  http.Header
 	window, end time.Time
-	http        *http.Transport
+	http        roundTripper
 	answer      bytes.Buffer
 
 	hist      histogram

@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// h1Server answers POST /echo with the body, /close with Connection:
+// close, /big with 1 MiB, and /hang only when the test lets it.
+func h1Server(t *testing.T) (*httptest.Server, *atomic.Int64, chan struct{}) {
+	t.Helper()
+	var conns atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/echo":
+			w.Header().Set("X-Method", r.Method)
+			_, _ = w.Write(b)
+		case "/close":
+			w.Header().Set("Connection", "close")
+			_, _ = w.Write([]byte("bye"))
+		case "/big":
+			_, _ = w.Write([]byte(strings.Repeat("x", 1<<20)))
+		case "/hang":
+			<-release
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, &conns, release
+}
+
+func h1Post(ctx context.Context, t *testing.T, tr *h1Transport, srv *httptest.Server, path, body string) (int, string, error) {
+	t.Helper()
+	u, err := url.Parse(srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tr.RoundTrip(newPost(ctx, u, http.Header{"Content-Type": {"application/json"}}, []byte(body)))
+	if err != nil {
+		return 0, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	return resp.StatusCode, string(b), err
+}
+
+func TestH1TransportKeepsOneConnection(t *testing.T) {
+	srv, conns, _ := h1Server(t)
+	var dials atomic.Int64
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, &dials)
+	defer tr.CloseIdleConnections()
+	for i := range 50 {
+		body := strings.Repeat("y", i*37)
+		status, got, err := h1Post(t.Context(), t, tr, srv, "/echo", body)
+		if err != nil || status != http.StatusOK || got != body {
+			t.Fatalf("request %d: status %d, %d bytes, err %v", i, status, len(got), err)
+		}
+	}
+	if dials.Load() != 1 || conns.Load() != 1 {
+		t.Fatalf("dials %d, server connections %d; want 1 and 1", dials.Load(), conns.Load())
+	}
+}
+
+func TestH1TransportRedialsWhenItMust(t *testing.T) {
+	srv, conns, _ := h1Server(t)
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, nil)
+	defer tr.CloseIdleConnections()
+	ctx := t.Context()
+	steps := []struct {
+		name      string
+		do        func() error
+		wantConns int64
+	}{
+		{"first", func() error { _, _, err := h1Post(ctx, t, tr, srv, "/echo", "a"); return err }, 1},
+		{"server closes after answering", func() error {
+			_, got, err := h1Post(ctx, t, tr, srv, "/close", "")
+			if err == nil && got != "bye" {
+				err = errors.New("body " + got)
+			}
+			return err
+		}, 1},
+		{"after a close", func() error { _, _, err := h1Post(ctx, t, tr, srv, "/echo", "b"); return err }, 2},
+		{"body closed unread", func() error {
+			u, _ := url.Parse(srv.URL + "/big")
+			resp, err := tr.RoundTrip(newPost(ctx, u, nil, nil))
+			if err != nil {
+				return err
+			}
+			buf := make([]byte, 10)
+			_, _ = resp.Body.Read(buf)
+			return resp.Body.Close()
+		}, 2},
+		{"after an unread body", func() error { _, _, err := h1Post(ctx, t, tr, srv, "/echo", "c"); return err }, 3},
+		{"same connection again", func() error { _, _, err := h1Post(ctx, t, tr, srv, "/echo", "d"); return err }, 3},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := conns.Load(); got != s.wantConns {
+			t.Fatalf("%s: server saw %d connections, want %d", s.name, got, s.wantConns)
+		}
+	}
+}
+
+func TestH1TransportCancelUnblocks(t *testing.T) {
+	srv, _, release := h1Server(t)
+	defer close(release)
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, nil)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	if _, _, err := h1Post(ctx, t, tr, srv, "/hang", ""); err == nil {
+		t.Fatal("a cancelled request succeeded")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	// The next request dials afresh and works.
+	if _, got, err := h1Post(t.Context(), t, tr, srv, "/echo", "after"); err != nil || got != "after" {
+		t.Fatalf("after cancel: %q, %v", got, err)
+	}
+}
+
+func TestH1TransportServerGone(t *testing.T) {
+	srv, _, _ := h1Server(t)
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, nil)
+	defer tr.CloseIdleConnections()
+	if _, _, err := h1Post(t.Context(), t, tr, srv, "/echo", "x"); err != nil {
+		t.Fatal(err)
+	}
+	srv.CloseClientConnections()
+	// The dead connection fails one request (no retries: a POST may have
+	// been applied); the next one dials afresh.
+	var failed int
+	for range 2 {
+		if _, _, err := h1Post(t.Context(), t, tr, srv, "/echo", "y"); err != nil {
+			failed++
+		}
+	}
+	if failed > 1 {
+		t.Fatalf("%d of 2 requests failed after the server dropped the connection", failed)
+	}
+	if _, got, err := h1Post(t.Context(), t, tr, srv, "/echo", "z"); err != nil || got != "z" {
+		t.Fatalf("third request: %q, %v", got, err)
+	}
+}
