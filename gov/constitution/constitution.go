@@ -91,6 +91,13 @@ func (c *Constitution) Validate(ctx context.Context, proposalJSON string) (valid
 	if err := c.checkArgs(proposalJSON); err != nil {
 		return false, "", err
 	}
+	if c.limits.Worker != "" {
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "validate", Source: c.source, Limits: c.limits, Proposal: proposalJSON}, newKVView(nil, false, 0))
+		if err == nil {
+			err = m.err()
+		}
+		return m.Valid, m.Desc, err
+	}
 	type result struct {
 		valid bool
 		desc  string
@@ -142,6 +149,14 @@ func (c *Constitution) Resolve(ctx context.Context, proposalJSON, proposerID str
 	if err := c.checkArgs(args...); err != nil {
 		return "", err
 	}
+	if c.limits.Worker != "" {
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "resolve", Source: c.source, Limits: c.limits,
+			Proposal: proposalJSON, ProposerID: proposerID, Votes: votes}, newKVView(tx, false, 0))
+		if err == nil {
+			err = m.err()
+		}
+		return m.State, err
+	}
 	return runCall(ctx, c.loaded, c.limits, newKVView(tx, false, 0), "resolve",
 		func(vm *goja.Runtime, _ *program) (string, error) {
 			f, err := exportedFunc(vm, c.prog, "resolve")
@@ -183,6 +198,17 @@ func (c *Constitution) Apply(ctx context.Context, proposalJSON, proposalID strin
 		return err
 	}
 	view := newKVView(tx, true, c.limits.MaxWriteBytes)
+	if c.limits.Worker != "" {
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "apply", Source: c.source, Limits: c.limits,
+			Proposal: proposalJSON, ProposalID: proposalID}, view)
+		if err == nil {
+			err = m.err()
+		}
+		if err != nil {
+			return err
+		}
+		return view.flush()
+	}
 	_, err := runCall(ctx, c.loaded, c.limits, view, "apply",
 		func(vm *goja.Runtime, _ *program) (struct{}, error) {
 			f, err := exportedFunc(vm, c.prog, "apply")
@@ -220,6 +246,14 @@ func EvalBallot(ctx context.Context, ballotSource, proposalJSON, proposerID stri
 	}
 	if len(ballotSource) > MaxBallotBytes {
 		return false, fmt.Errorf("%w: ballot.js is %d bytes, the limit is %d", ErrTooLarge, len(ballotSource), MaxBallotBytes)
+	}
+	if limits.Worker != "" {
+		m, err := runInWorker(ctx, limits, workerCall{Op: "ballot", Source: ballotSource, Limits: limits,
+			Proposal: proposalJSON, ProposerID: proposerID}, newKVView(nil, false, 0))
+		if err == nil {
+			err = m.err()
+		}
+		return m.Vote, err
 	}
 	// Compiled on runCall's goroutine, so the time budget covers it.
 	load := func() (*program, error) { return compileModule("ballot.js", ballotSource, MaxBallotBytes, "vote") }

@@ -17,6 +17,10 @@ var (
 	ErrBadResult = errors.New("constitution: bad result")
 	// ErrTooLarge: a source, argument or apply's kv writes exceed Limits.
 	ErrTooLarge = errors.New("constitution: too large")
-	// ErrInternal: the JS engine panicked; the call is abandoned.
+	// ErrInternal: the JS engine panicked, or a worker process failed;
+	// the call is abandoned.
 	ErrInternal = errors.New("constitution: internal error")
+	// ErrMemory: a call in a worker process (Limits.Worker) grew its heap
+	// past Limits.MaxMemoryBytes and was stopped.
+	ErrMemory = errors.New("constitution: memory limit exceeded")
 )

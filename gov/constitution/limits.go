@@ -34,6 +34,14 @@ type Limits struct {
 	MaxCallDepth int
 	// MaxVotes bounds the votes passed to resolve (default 10000).
 	MaxVotes int
+	// Worker, if set, is the executable each call runs in, as a process
+	// of its own (see ServeWorker); empty runs calls in this process. Only
+	// a worker bounds memory (MaxMemoryBytes) and stops a script stuck in
+	// a built-in at HardTimeout; in this process such a script is
+	// abandoned but runs on.
+	Worker string `json:"-"`
+	// MaxMemoryBytes bounds a worker's heap (default 256 MiB).
+	MaxMemoryBytes int64
 }
 
 // DefaultLimits returns the limits used when none are given.
@@ -45,6 +53,7 @@ func DefaultLimits() Limits {
 		MaxStringBytes: 16 << 20,
 		MaxCallDepth:   1024,
 		MaxVotes:       10000,
+		MaxMemoryBytes: 256 << 20,
 	}
 }
 
@@ -68,6 +77,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxVotes <= 0 {
 		l.MaxVotes = d.MaxVotes
+	}
+	if l.MaxMemoryBytes <= 0 {
+		l.MaxMemoryBytes = d.MaxMemoryBytes
 	}
 	return l
 }

@@ -184,7 +184,7 @@ with no consensus, ledger or fsync.`,
 // server in a process of its own, as coco's node is: a server sharing the
 // load generator's process would look faster than any real server can be.
 func runBenchCeiling(ctx context.Context, out io.Writer, cfg bench.LogConfig) (*bench.Result, error) {
-	exe, err := os.Executable()
+	exe, err := selfExecutable()
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"os/signal"
 	"syscall"
 	"testing"
+
+	"github.com/cocoledger/coco/gov/constitution"
 )
 
 // asCocoEnv makes the test binary behave as the coco command when commands
@@ -13,6 +15,7 @@ import (
 const asCocoEnv = "COCO_CLI_TEST_AS_COCO"
 
 func TestMain(m *testing.M) {
+	constitution.ServeWorker()
 	if os.Getenv(asCocoEnv) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -89,6 +89,12 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 				}
 			}
 			cfg.Apps = []app.Application{logging.App{}, evm.New(evmCfg), smallbank.App{}}
+			// Each constitution and ballot call runs in a process of its
+			// own, this binary again (see constitution.ServeWorker), which
+			// bounds its memory and can be killed.
+			if cfg.GovLimits.Worker, err = selfExecutable(); err != nil {
+				return err
+			}
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -56,4 +57,20 @@ func newVersionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// selfExecutable is this binary, for the processes coco starts as itself:
+// /proc/self/exe where there is one, which is the running image even if
+// its file was replaced since (a rebuild under a running node), else
+// os.Executable.
+func selfExecutable() (string, error) {
+	const self = "/proc/self/exe"
+	if _, err := os.Stat(self); err == nil {
+		return self, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find this binary to start it again: %w", err)
+	}
+	return exe, nil
 }
