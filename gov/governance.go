@@ -231,6 +231,9 @@ func (g *Governance) createProposal(c *app.Context) (*app.Response, error) {
 	ctx := c.Request.Context()
 	proposal := string(s.req.Payload)
 	valid, desc, err := con.Validate(ctx, proposal)
+	if err != nil && !scriptFailure(err) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, app.Errorf(http.StatusBadRequest, "ProposalFailedToValidate", "the constitution's validate failed: %v", err)
 	}
@@ -274,15 +277,20 @@ func (g *Governance) resolve(ctx context.Context, tx KV, con *constitution.Const
 	}
 	state, err := con.Resolve(ctx, proposal, info.ProposerID, votes, tx)
 	switch {
+	case err != nil && !scriptFailure(err):
+		return err
 	case err != nil:
-		info.State, info.Failure = ProposalFailed, &Failure{Reason: "resolve: " + err.Error()}
+		info.fail("resolve: " + err.Error())
 	case state == ProposalOpen:
 	case state == ProposalRejected:
 		info.State = ProposalRejected
 	case state == ProposalAccepted:
 		before, _ := tx.Get(Constitution, ConstitutionKey)
 		if err := con.Apply(ctx, proposal, id, tx); err != nil {
-			info.State, info.Failure = ProposalFailed, &Failure{Reason: "apply: " + err.Error()}
+			if !scriptFailure(err) {
+				return err
+			}
+			info.fail("apply: " + err.Error())
 			break
 		}
 		info.State = ProposalAccepted
@@ -296,12 +304,33 @@ func (g *Governance) resolve(ctx context.Context, tx KV, con *constitution.Const
 		}
 	}
 	if info.State != ProposalOpen {
-		info.FinalVotes = maps.Clone(info.Votes)
-		if info.FinalVotes == nil {
-			info.FinalVotes = map[string]bool{}
-		}
+		info.close()
 	}
 	return putJSON(tx, ProposalsInfo, id, info)
+}
+
+// scriptFailure reports whether err is the script's doing (it threw,
+// looped, ran out of memory, answered nonsense or wrote too much), which
+// fails the proposal, rather than the request's or the node's (a
+// cancelled request, a worker that could not start), which fails only the
+// request and leaves the proposal as it was.
+func scriptFailure(err error) bool {
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, constitution.ErrInternal)
+}
+
+// fail closes info as Failed for reason.
+func (info *ProposalInfo) fail(reason string) {
+	info.State, info.Failure = ProposalFailed, &Failure{Reason: reason}
+	info.close()
+}
+
+// close freezes the votes of a proposal that is no longer Open.
+func (info *ProposalInfo) close() {
+	info.FinalVotes = maps.Clone(info.Votes)
+	if info.FinalVotes == nil {
+		info.FinalVotes = map[string]bool{}
+	}
 }
 
 // dropOpenProposals closes every open proposal but except: they were
@@ -414,17 +443,27 @@ func (g *Governance) submitBallot(c *app.Context) (*app.Response, error) {
 	proposal, _ := c.Tx.Get(Proposals, id)
 	ctx := c.Request.Context()
 	vote, err := constitution.EvalBallot(ctx, body.Ballot, string(proposal), info.ProposerID, g.limits)
-	if err != nil {
-		// Nothing is recorded: the member may submit a ballot that works.
-		return nil, app.Errorf(http.StatusBadRequest, "BallotFailed", "the ballot failed on this proposal: %v", err)
+	if err != nil && !scriptFailure(err) {
+		return nil, err // the request went away, or the node failed: nothing is recorded
 	}
 	if info.Ballots == nil {
 		info.Ballots, info.Votes = map[string]string{}, map[string]bool{}
 	}
-	info.Ballots[member], info.Votes[member] = body.Ballot, vote
+	info.Ballots[member] = body.Ballot
 	if err := s.record(c.Tx); err != nil {
 		return nil, err
 	}
+	if err != nil {
+		// As in CCF, a ballot that throws, loops, runs out of memory or
+		// answers something other than a boolean fails the proposal.
+		info.fail("ballot of member " + member + ": " + err.Error())
+		if err := putJSON(c.Tx, ProposalsInfo, id, info); err != nil {
+			return nil, err
+		}
+		g.log.Info("ballot failed the proposal", "proposal_id", id, "member_id", member)
+		return app.JSON(proposalView(id, info)), nil
+	}
+	info.Votes[member] = vote
 	con, err := g.constitution(c.Tx)
 	if err != nil {
 		return nil, err

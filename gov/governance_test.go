@@ -280,15 +280,6 @@ func TestBadRequests(t *testing.T) {
 		{"ballot exports no vote", func(f *fixture) request {
 			return f.ballotReq(f.b, f.open, "export function ballot() { return true }")
 		}, 400, "InvalidBallot"},
-		{"ballot throws", func(f *fixture) request {
-			return f.ballotReq(f.b, f.open, `export function vote() { throw new Error("no way") }`)
-		}, 400, "BallotFailed"},
-		{"ballot returns a number", func(f *fixture) request {
-			return f.ballotReq(f.b, f.open, "export function vote() { return 1 }")
-		}, 400, "BallotFailed"},
-		{"ballot loops", func(f *fixture) request {
-			return f.ballotReq(f.b, f.open, "export function vote(p, id) { while (true) {} }")
-		}, 400, "BallotFailed"},
 
 		// State digests.
 		{"ack with a wrong digest", func(f *fixture) request {
@@ -561,29 +552,41 @@ export function resolve(proposal, proposerId, votes) {
 	}
 }
 
-// TestLoopingBallot: a ballot that never returns is cut off at the
-// timeout and refused; nothing is recorded and later votes still work.
-func TestLoopingBallot(t *testing.T) {
+// TestFailingBallots: a ballot that compiles but fails when it runs (it
+// throws, loops past the timeout, or answers something other than a
+// boolean) fails the proposal, with the member and the cause as the
+// reason, as in CCF; the request succeeds and the service carries on.
+func TestFailingBallots(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	before := f.snapshot()
-	start := time.Now()
-	res := f.do(f.ballotReq(f.b, f.open, "export function vote(p, id) { while (true) {} }"))
-	if elapsed := time.Since(start); elapsed > 10*testLimits.Timeout {
-		t.Errorf("the looping ballot took %v", elapsed)
-	}
-	if res.status != 400 || res.code != "BallotFailed" || !strings.Contains(res.message, "timed out") {
-		t.Errorf("got %v, want 400 BallotFailed (timed out)", res)
-	}
-	if d := before.diff(f.snapshot()); d != "" {
-		t.Errorf("the state changed: %s", d)
-	}
-	if got := f.proposal(f.open); got.ProposalState != gov.ProposalOpen || got.BallotCount != 0 {
-		t.Errorf("after the looping ballot: %+v", got)
-	}
-	f.vote(f.b, f.open, yes)
-	if got := f.vote(f.c, f.open, yes); got.ProposalState != gov.ProposalAccepted {
-		t.Errorf("later votes: %+v", got)
+	for _, tc := range []struct {
+		name, ballot, reason string
+	}{
+		{"throws", `export function vote() { throw new Error("no way") }`, "no way"},
+		{"returns a number", "export function vote() { return 1 }", "want a boolean"},
+		{"loops", "export function vote(p, id) { while (true) {} }", "timed out"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			start := time.Now()
+			res := f.do(f.ballotReq(f.b, f.open, tc.ballot))
+			if elapsed := time.Since(start); elapsed > 10*testLimits.Timeout {
+				t.Errorf("the ballot took %v", elapsed)
+			}
+			if res.status != 200 {
+				t.Fatalf("got %v, want 200", res)
+			}
+			got := f.proposal(f.open)
+			if got.ProposalState != gov.ProposalFailed || got.Failure == nil ||
+				!strings.Contains(got.Failure.Reason, "ballot of member "+f.b.id) || !strings.Contains(got.Failure.Reason, tc.reason) {
+				t.Fatalf("after the ballot: %+v (failure %+v)", got, got.Failure)
+			}
+			// The proposal is closed; other proposals still pass.
+			if res := f.do(f.ballotReq(f.c, f.open, yes)); res.status != 400 || res.code != "ProposalNotOpen" {
+				t.Errorf("a ballot on the failed proposal: %v", res)
+			}
+			f.accepted(setUser(userCert(t)))
+		})
 	}
 }
 
