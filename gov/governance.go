@@ -127,6 +127,9 @@ func (g *Governance) constitution(tx KV) (*constitution.Constitution, error) {
 type signed struct {
 	req    *govcose.Request
 	status string // the signer's member status
+	// recent is the signer's window of requests other than proposals,
+	// which record adds req to.
+	recent *govcose.Window
 }
 
 // verify authenticates a signed governance request of type want: its
@@ -167,11 +170,11 @@ func (g *Governance) verify(c *app.Context, want govcose.MsgType) (*signed, erro
 	if mid := c.PathParams["memberId"]; mid != "" && mid != req.MemberID {
 		return nil, app.Errorf(http.StatusForbidden, "AuthorizationFailed", "member %s cannot act for member %s", req.MemberID, mid)
 	}
-	// Only proposals are checked against the window, as in CCF: it holds
-	// proposals only, so it cannot recognise a replayed ballot, withdrawal
-	// or ack (each is idempotent, or checked against the state), and
-	// refusing those by created_at would only lock out a member whose
-	// clock is behind a proposer's.
+	// Replays and stale requests. Proposals are checked against the
+	// service's window of recent proposals, as in CCF. Every other signed
+	// request is checked against its signer's own window: one shared with
+	// other members would refuse a member whose clock is behind theirs.
+	s := &signed{req: req}
 	if want == govcose.MsgProposal {
 		w, err := loadWindow(c.Tx)
 		if err != nil {
@@ -185,12 +188,26 @@ func (g *Governance) verify(c *app.Context, want govcose.MsgType) (*signed, erro
 		case err != nil:
 			return nil, err
 		}
+	} else {
+		s.recent = govcose.NewWindow(0)
+		if _, err := getJSON(c.Tx, COSERecentRequests, req.MemberID, s.recent); err != nil {
+			return nil, err
+		}
+		switch err := s.recent.Check(req.Digest, req.CreatedAt); {
+		case errors.Is(err, govcose.ErrReplay):
+			return nil, app.Errorf(http.StatusBadRequest, "RequestReplay", "this signed request was already accepted")
+		case errors.Is(err, govcose.ErrTooOld):
+			return nil, app.Errorf(http.StatusBadRequest, "RequestCreatedTooLongAgo", "created_at %d is older than member %s's recent requests the service remembers; sign it again with the current time", req.CreatedAt, req.MemberID)
+		case err != nil:
+			return nil, err
+		}
 	}
 	var info MemberInfo
 	if _, err := getJSON(c.Tx, MembersInfo, req.MemberID, &info); err != nil {
 		return nil, err
 	}
-	return &signed{req: req, status: info.Status}, nil
+	s.status = info.Status
+	return s, nil
 }
 
 // active refuses a signer that has not acknowledged the state digest: only
@@ -204,7 +221,15 @@ func (s *signed) active() error {
 
 // record keeps the accepted request in the ledger: the member's latest
 // signed request, as CCF's cose_history.
+// record keeps an accepted request: as the member's latest, and (other
+// than a proposal, which has its own window) in the member's window.
 func (s *signed) record(tx KV) error {
+	if s.recent != nil {
+		s.recent.Add(s.req.Digest, s.req.CreatedAt)
+		if err := putJSON(tx, COSERecentRequests, s.req.MemberID, s.recent); err != nil {
+			return err
+		}
+	}
 	return tx.Put(COSEHistory, s.req.MemberID, s.req.Raw)
 }
 

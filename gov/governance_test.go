@@ -281,6 +281,36 @@ func TestBadRequests(t *testing.T) {
 			return f.ballotReq(f.b, f.open, "export function ballot() { return true }")
 		}, 400, "InvalidBallot"},
 
+		// Replays: the same signed bytes again, of every kind of request.
+		{"ballot replayed", func(f *fixture) request {
+			r := f.ballotReq(f.b, f.open, yes)
+			f.ok(r, 200)
+			return r
+		}, 400, "RequestReplay"},
+		{"withdrawal replayed", func(f *fixture) request {
+			r := f.withdrawReq(f.a, f.propose(f.a, setUser(userCert(f.tb))).ProposalID)
+			f.ok(r, 200)
+			return r
+		}, 400, "RequestReplay"},
+		{"state digest update replayed", func(f *fixture) request {
+			r := f.updateReq(f.d)
+			f.ok(r, 200)
+			return r
+		}, 400, "RequestReplay"},
+		{"ack replayed", func(f *fixture) request {
+			r := f.ackReq(f.d, f.update(f.d))
+			f.ok(r, 204)
+			return r
+		}, 400, "RequestReplay"},
+		{"ballot older than the member's recent requests", func(f *fixture) request {
+			old := f.tick()
+			for range 3 {
+				f.update(f.b)
+			}
+			return post(pathBallot, map[string]string{"proposalId": f.open, "memberId": f.b.id},
+				f.signAt(f.b, govcose.MsgBallot, old, f.open, ballotJSON(yes)))
+		}, 400, "RequestCreatedTooLongAgo"},
+
 		// State digests.
 		{"ack with a wrong digest", func(f *fixture) request {
 			f.update(f.d)
@@ -345,11 +375,6 @@ func TestNoOps(t *testing.T) {
 		build  func(f *fixture) request
 		status int
 	}{
-		{"same ballot bytes again", func(f *fixture) request {
-			r := f.ballotReq(f.b, f.open, yes)
-			f.ok(r, 200)
-			return r
-		}, 200},
 		{"same ballot, signed again", func(f *fixture) request {
 			f.vote(f.b, f.open, yes)
 			return f.ballotReq(f.b, f.open, yes)
@@ -362,11 +387,6 @@ func TestNoOps(t *testing.T) {
 			d := f.update(f.d)
 			f.ok(f.ackReq(f.d, d), 204)
 			return f.ackReq(f.d, d)
-		}, 204},
-		{"ack the same bytes again", func(f *fixture) request {
-			r := f.ackReq(f.d, f.update(f.d))
-			f.ok(r, 204)
-			return r
 		}, 204},
 	}
 	for _, tc := range tests {
@@ -689,7 +709,7 @@ func TestApplyFailure(t *testing.T) {
 	}
 	after := h.snapshot()
 	// Only the proposal's record and the ballot's signed request changed.
-	for _, n := range []string{gov.ProposalsInfo, gov.COSEHistory} {
+	for _, n := range []string{gov.ProposalsInfo, gov.COSEHistory, gov.COSERecentRequests} {
 		delete(before, n)
 		delete(after, n)
 	}
@@ -802,12 +822,12 @@ func TestRemovedMemberReAdded(t *testing.T) {
 	})
 }
 
-// TestBallotCreatedAtNotWindowed: only proposals are checked against the
+// TestRequestWindowIsPerMember: only proposals are checked against the
 // recent-proposals window (as in CCF, where validate_proposal_submission_time
-// runs on proposals:create only). Ballots are never added to the window, so
-// checking them against it protects nothing, and refuses a member whose
-// clock is behind the proposer's.
-func TestBallotCreatedAtNotWindowed(t *testing.T) {
+// runs on proposals:create only). A member's other requests are checked
+// against that member's own window, so a member whose clock is behind the
+// proposer's is not refused.
+func TestRequestWindowIsPerMember(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 3)
 	a, b, c := h.members[0], h.members[1], h.members[2]

@@ -29,6 +29,10 @@ const (
 	ProposalsInfo       = "public:ccf.gov.proposals_info"        // proposal id -> JSON ProposalInfo
 	COSERecentProposals = "public:ccf.gov.cose_recent_proposals" // WindowKey -> JSON govcose.Window
 	COSEHistory         = "public:ccf.gov.cose_history"          // member id -> the member's last accepted signed request (COSE_Sign1)
+	// COSERecentRequests is coco's, not CCF's: each member's recent
+	// ballots, withdrawals and state-digest requests, so that a replay of
+	// one is refused as a replayed proposal is.
+	COSERecentRequests = "public:ccf.gov.cose_recent_requests" // member id -> JSON govcose.Window
 )
 
 // WindowKey is the only key of COSERecentProposals.
