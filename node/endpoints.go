@@ -27,7 +27,8 @@ func (n *Node) frameworkEndpoints() []app.Endpoint {
 		get("/node/version", "coco version", app.AuthNone, n.getVersion),
 		get("/node/commit", "The latest committed transaction id", app.AuthNone, n.getCommit),
 		get("/node/tx", "Status of a transaction id", app.AuthNone, n.getTx),
-		get("/node/ready/app", "204 when this node serves application requests", app.AuthNone, n.getReadyApp),
+		get("/node/ready/app", "204 when this node serves application requests (the service is Open)", app.AuthNone, n.getReadyApp),
+		get("/node/ready/gov", "204 when this node serves governance requests", app.AuthNone, n.getReadyGov),
 		get("/app/api", "This OpenAPI document", app.AuthNone, n.getAPI),
 		{Method: http.MethodPost, Path: "/node/join", Auth: app.AuthCert, Mode: app.ReadWrite, Summary: "A node asks to join the service (TLS client certificate of its node key)", Handler: n.postJoin},
 		get("/app/receipt", "JSON receipt of a committed transaction", app.AuthUser, n.getReceipt),
@@ -165,14 +166,30 @@ func (n *Node) getTx(c *app.Context) (*app.Response, error) {
 	return app.JSON(map[string]string{"transaction_id": id.String(), "status": string(st)}), nil
 }
 
-func (n *Node) getReadyApp(*app.Context) (*app.Response, error) {
-	s := n.cons.Status()
-	// A backup serves once it is in the configuration and knows a primary
-	// to forward writes to.
-	if s.WritesReady || (!s.IsPrimary && s.Leader != 0 && n.cons.Membership().Contains(n.id.raftID) && n.primaryRPCAddress() != "") {
-		return &app.Response{Status: http.StatusNoContent}, nil
+// getReadyGov answers 204 once this node can order writes or forward them:
+// the primary once it has committed an entry of its view, a backup once it
+// is in the configuration and knows a primary to forward writes to.
+func (n *Node) getReadyGov(*app.Context) (*app.Response, error) {
+	if !n.servesWrites() {
+		return nil, app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this node does not serve requests yet")
 	}
-	return nil, app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this node does not serve application requests yet")
+	return &app.Response{Status: http.StatusNoContent}, nil
+}
+
+// getReadyApp is getReadyGov, and the service is Open.
+func (n *Node) getReadyApp(c *app.Context) (*app.Response, error) {
+	if !n.open.Load() {
+		return nil, app.Errorf(http.StatusServiceUnavailable, "ServiceNotOpen", "the service is not open yet: its members must accept a transition_service_to_open proposal first (see GET /node/network)")
+	}
+	if !n.servesWrites() {
+		return nil, app.Errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "this node does not serve application requests yet")
+	}
+	return &app.Response{Status: http.StatusNoContent}, nil
+}
+
+func (n *Node) servesWrites() bool {
+	s := n.cons.Status()
+	return s.WritesReady || (!s.IsPrimary && s.Leader != 0 && n.cons.Membership().Contains(n.id.raftID) && n.primaryRPCAddress() != "")
 }
 
 // receiptFor builds the receipt data for the transaction in the query, or

@@ -137,12 +137,22 @@ func TestServiceOpening(t *testing.T) {
 	if code, _, b, err := call(anon, n.Addr(), "GET", "/gov/service/members?api-version="+gov.APIVersion, ""); err != nil || code != 200 {
 		t.Fatalf("governance reads while Opening: %d %s %v", code, b, err)
 	}
+	ready := func(path string, want int, wantCode string) {
+		t.Helper()
+		code, _, b, err := call(anon, n.Addr(), "GET", path, "")
+		if err != nil || code != want || (wantCode != "" && errorCode(b) != wantCode) {
+			t.Fatalf("GET %s: %d %s %v; want %d %s", path, code, b, err, want, wantCode)
+		}
+	}
+	ready("/node/ready/gov", http.StatusNoContent, "")
+	ready("/node/ready/app", http.StatusServiceUnavailable, "ServiceNotOpen")
 
 	gc := member.client(t, n.Addr(), n.ServiceCertPath())
 	openService(t, gc, uc)
 	if s := status(); s != gov.StatusOpen {
 		t.Fatalf("after transition_service_to_open: %s", s)
 	}
+	ready("/node/ready/app", http.StatusNoContent, "")
 	if code, _, b, err := call(user, n.Addr(), "POST", "/app/log/public", `{"id":1,"msg":"open"}`); err != nil || code != 200 {
 		t.Fatalf("write once open: %d %s %v", code, b, err)
 	}

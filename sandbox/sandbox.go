@@ -533,8 +533,12 @@ func checkNodes(ctx context.Context, info *Info, count int, open bool) error {
 		return err
 	}
 	defer client.CloseIdleConnections()
+	ready := "/node/ready/gov"
+	if open {
+		ready = "/node/ready/app"
+	}
 	for _, n := range info.Nodes[:count] {
-		if err := GetJSON(ctx, client, n.RPCAddress, "/node/ready/app", nil); err != nil {
+		if err := GetJSON(ctx, client, n.RPCAddress, ready, nil); err != nil {
 			return err
 		}
 		nodes, err := nodesOf(ctx, client, n.RPCAddress)
