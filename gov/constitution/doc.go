@@ -88,7 +88,31 @@
 // garbage once the call returns; the figure grows in proportion to Timeout
 // (so roughly tenfold at the 1s default).
 //
-// The gap: goja checks for interrupts only between JS instructions, so one
+// # Worker processes
+//
+// With Limits.Worker set, every call runs in a fresh process of its own: a
+// node started by the coco command sets it to the coco binary, which is
+// started again with WorkerEnv (COCO_CONSTITUTION_WORKER=1) in its
+// environment and serves the call because cmd/coco's main calls
+// ServeWorker first. The worker runs the call with the in-process code
+// described here. Its kv reads and writes go back to the caller over the
+// pipes, where the caller's view enforces the same map policy and write
+// limit, and buffers apply's writes until the worker reports success.
+//
+// In a worker the gap described below is closed. The worker watches its heap
+// and exits with code 3, reported as ErrMemory ("memory limit exceeded"),
+// once the heap holds more than Limits.MaxMemoryBytes (256 MiB by default;
+// garbage not yet collected counts). A script stuck in a built-in gets
+// ErrTimeout at Limits.HardTimeout, as in-process, and the worker then
+// exits, which stops the built-in. The caller kills a worker still running
+// at HardTimeout plus 2 s (an allowance for starting the process), or when
+// the caller's context ends. A worker that cannot start, or dies any other
+// way (a fatal error of the Go runtime included), is ErrInternal: the
+// worker dies, not the caller. The cost is a process start per call, about
+// 0.1 s on a 2-core machine.
+//
+// The gap, in-process (Limits.Worker empty, as in the Go tests of other
+// packages): goja checks for interrupts only between JS instructions, so one
 // built-in call on a huge sparse array (new Array(1e9).join(), .fill(0))
 // runs for seconds to minutes and may allocate gigabytes before the
 // interrupt is seen. Each call therefore runs on its own goroutine: the
@@ -96,12 +120,11 @@
 // cut off first so the abandoned script can never touch the caller's
 // transaction again, and the goroutine exits when the built-in returns. It
 // still burns a CPU and its memory until then, and nothing bounds how many
-// such goroutines a stream of hostile calls could leave behind. This is
-// acceptable because constitutions only change by a vote of the members
-// and ballots are signed by members, but it is not a sandbox against a
-// hostile member; a process-level or wasm-based sandbox would be. For the
-// same reason the fatal-error bounds above cover the paths known to reach
-// one; they are not a proof that no other built-in can (for example, goja
-// serialises a structure a script built millions of levels deep
-// recursively).
+// such goroutines a stream of hostile calls could leave behind; MaxMemoryBytes
+// is not enforced. The fatal-error bounds above matter most in-process: they
+// cover the paths known to reach a fatal error; they are not a proof that no
+// other built-in can (for example, goja serialises a structure a script built
+// millions of levels deep recursively), and in-process such an error kills
+// the caller's whole process. In-process, the limits protect the caller
+// from mistakes, not from a hostile member.
 package constitution
