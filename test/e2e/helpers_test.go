@@ -448,7 +448,7 @@ func startNode(t testing.TB, dir string, extra ...string) *node {
 }
 
 // restart starts the node process again with the same arguments and waits
-// until it serves application requests.
+// until it serves requests.
 func (n *node) restart(t testing.TB) {
 	t.Helper()
 	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
@@ -472,13 +472,15 @@ func (n *node) userClient(t testing.TB) *client {
 	return newClient(t, n.addr, n.serviceCert(), clientOpts{id: &n.user})
 }
 
+// waitReady waits until the node serves requests (/node/ready/gov: a new
+// service is not Open yet, so /node/ready/app would wait for its opening).
 func waitReady(t testing.TB, c *client, p *proc) {
 	t.Helper()
-	waitFor(t, startTimeout, "GET /node/ready/app -> 204", func() (bool, string) {
+	waitFor(t, startTimeout, "GET /node/ready/gov -> 204", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("coco exited early (code %d):\n%s", p.exitCode(), tail(p.logPath, 40))
 		}
-		r, err := c.try("GET", "/node/ready/app", nil)
+		r, err := c.try("GET", "/node/ready/gov", nil)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -125,17 +125,18 @@ func (n *node) Restart(ctx context.Context) error {
 	return n.waitReady(ctx, p.Done())
 }
 
-// waitReady polls GET /node/ready/app until 204. The service certificate
+// waitReady polls GET /node/ready/gov until 204. The service certificate
 // only exists once the first start has created the service.
 func (n *node) waitReady(ctx context.Context, done <-chan struct{}) error {
-	return waitAppReady(ctx, n.addr, filepath.Join(n.dataDir, "service_cert.pem"), n.logPath, done)
+	return waitServing(ctx, n.addr, filepath.Join(n.dataDir, "service_cert.pem"), n.logPath, done)
 }
 
-// waitAppReady polls GET https://addr/node/ready/app, trusting the service
+// waitServing polls GET https://addr/node/ready/gov (a new service is not
+// Open yet, so /node/ready/app would wait for its opening), trusting the service
 // certificate in certPath (read anew each time, as it may not exist yet),
 // until it answers 204. It fails at once when done is closed: the process
 // that was to serve on addr exited (its output is in logPath).
-func waitAppReady(ctx context.Context, addr, certPath, logPath string, done <-chan struct{}) error {
+func waitServing(ctx context.Context, addr, certPath, logPath string, done <-chan struct{}) error {
 	var last string
 	for {
 		select {
@@ -156,7 +157,7 @@ func waitAppReady(ctx context.Context, addr, certPath, logPath string, done <-ch
 			Timeout:   time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, DisableKeepAlives: true},
 		}
-		resp, err := hc.Get("https://" + addr + "/node/ready/app")
+		resp, err := hc.Get("https://" + addr + "/node/ready/gov")
 		if err != nil {
 			last = err.Error()
 			continue

@@ -62,7 +62,7 @@ type sandboxNode struct {
 	rpc      string
 	dataDir  string
 	logPath  string
-	certPath string   // the service certificate, for waitAppReady
+	certPath string   // the service certificate, for waitServing
 	args     []string // full command line, args[0] the binary
 
 	mu   sync.Mutex // guards pid, proc and down: the fault injector, the watchdog and cleanup use them
@@ -354,7 +354,7 @@ func (n *sandboxNode) Restart(ctx context.Context) error {
 	n.proc = p
 	n.down = false
 	n.mu.Unlock()
-	return waitAppReady(ctx, n.rpc, n.certPath, n.logPath, p.Done())
+	return waitServing(ctx, n.rpc, n.certPath, n.logPath, p.Done())
 }
 
 // killSandboxChild sends SIGKILL to a node process that the sandbox started
