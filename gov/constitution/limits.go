@@ -10,10 +10,11 @@ const (
 
 // Limits bound one call into JavaScript. Zero fields take the defaults.
 //
-// goja has no allocation limit, so memory is bounded indirectly: by the
-// source and argument sizes here, by MaxWriteBytes for what an apply may
-// leave in the kv, and by Timeout for anything a script grows step by step.
-// See the package documentation for what is not covered.
+// goja has no allocation limit. In a worker process (Worker) the heap is
+// capped at MaxMemoryBytes. Either way memory is also bounded by the source
+// and argument sizes here, by MaxWriteBytes for what an apply may leave in
+// the kv, and by Timeout for anything a script grows step by step. See the
+// package documentation for what in-process calls do not cover.
 type Limits struct {
 	// Timeout is the wall-clock budget of one call (default 1s). The
 	// script is interrupted at Timeout; a call stuck in a long built-in

@@ -415,7 +415,9 @@ func newGovAckCmd() *cobra.Command {
 		Short: "Acknowledge the state digest: an Accepted member becomes Active",
 		Long: `Ask the service for the current state digest and acknowledge it, which
 makes an Accepted member Active (only Active members propose and vote). An
-Active member may run it again; nothing changes.`,
+Active member may run it again, a second or more later (signed requests carry
+their time in seconds, and the same request twice is refused as a replay);
+nothing changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client(true)
