@@ -38,17 +38,19 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS = \
 	./ledger:FuzzUnmarshalEntry \
 	./kv:FuzzUnmarshalWriteSet \
-	./gov:FuzzCreateProposal \
+	./gov:FuzzCreateProposal ./gov:FuzzSignedProposal \
 	./receipt:FuzzParseJSON ./receipt:FuzzVerifyCOSE \
 	./crypto:FuzzParsePEM ./crypto:FuzzUnmarshalSecrets ./crypto:FuzzOpen \
 	./consensus/transport:FuzzReadFrame \
 	./gov/cose:FuzzParse \
 	./gov/constitution:FuzzTransformModule
+# Minimising new inputs is off: FuzzSignedProposal's minimiser stalled the
+# engine (0 execs/s after ~5k inputs); without it that target runs ~800/s.
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "== $$pkg $$fn"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 || exit 1; \
 	done
 
 clean:
