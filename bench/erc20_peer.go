@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -70,10 +71,14 @@ func (t ethTarget) transport(acc ERC20Account) *http.Transport {
 // loadTransport is a closed-loop client transport of acc's (see
 // h1Transport).
 func (t ethTarget) loadTransport(acc ERC20Account) roundTripper {
-	if t.peer() {
+	switch {
+	case !t.peer():
+		return newH1Transport(userTLS(t.serviceCert, acc.Cert), nil)
+	case t.url.Scheme == "https":
+		return newH1Transport(&tls.Config{MinVersion: tls.VersionTLS12}, nil)
+	default:
 		return newH1Transport(nil, nil)
 	}
-	return newH1Transport(userTLS(t.serviceCert, acc.Cert), nil)
 }
 
 // dial returns a go-ethereum RPC client of t, authenticated as acc on coco.

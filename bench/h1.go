@@ -35,8 +35,30 @@ type h1Transport struct {
 
 type h1Conn struct {
 	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // when its last answer was read
+}
+
+// idleProbeAfter is how long a connection may sit idle before it is
+// checked for a close by the server (an idle timeout) before reuse: a
+// request written to a closed connection fails, and a POST is not
+// retried.
+const idleProbeAfter = 50 * time.Millisecond
+
+// closed reports whether the server closed c (or sent something
+// unasked) while it was idle. It waits up to a millisecond: a deadline
+// already past would fail the read before it looked at the socket.
+func (c *h1Conn) closed() bool {
+	if err := c.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+		return true
+	}
+	_, err := c.br.Peek(1)
+	if c.SetReadDeadline(time.Time{}) != nil {
+		return true
+	}
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
 }
 
 // dialTimeout bounds a connection's TCP and TLS handshakes.
@@ -57,35 +79,46 @@ func newH1Transport(tlsConf *tls.Config, dials *atomic.Int64) *h1Transport {
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	host := req.URL.Host
+	if (req.URL.Scheme == "https") != (t.tls != nil) {
+		closeBody(req)
+		return nil, fmt.Errorf("%s %s: scheme %q does not match this transport (TLS: %v)", req.Method, req.URL, req.URL.Scheme, t.tls != nil)
+	}
 	c, err := t.conn(ctx, host)
 	if err != nil {
-		return nil, err
+		closeBody(req)
+		return nil, fmt.Errorf("%s %s: %w", req.Method, host, err)
 	}
-	// Cancelling ctx unblocks a request in flight: the deadline fails its
-	// write or read, and the connection is dropped.
+	// Cancelling ctx unblocks the request until its body is closed: the
+	// deadline fails its write or read, and the connection is dropped.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	resp, err := t.send(c, req)
-	if !stop() || err != nil {
+	if err != nil {
+		stop()
 		t.drop(host, c)
-		if err == nil {
-			resp.Body.Close()
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("POST %s: %w", host, err)
+		return nil, fmt.Errorf("%s %s: %w", req.Method, host, err)
 	}
-	if resp.Close {
+	keep := !resp.Close
+	if !keep {
 		// The server will close: the body is read off this connection,
 		// which no later request may use.
 		delete(t.conns, host)
-		resp.Body = &h1Body{ReadCloser: resp.Body, onClose: func(bool) { c.Close() }}
-		return resp, nil
 	}
 	resp.Body = &h1Body{ReadCloser: resp.Body, onClose: func(drained bool) {
-		if !drained {
+		// A cancel that fired after the body was read still left its
+		// deadline on the connection.
+		if stopped := stop(); !keep || !drained || !stopped {
 			t.drop(host, c)
+			return
 		}
+		c.used = time.Now()
 	}}
 	return resp, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
 }
 
 func (t *h1Transport) send(c *h1Conn, req *http.Request) (*http.Response, error) {
@@ -100,7 +133,10 @@ func (t *h1Transport) send(c *h1Conn, req *http.Request) (*http.Response, error)
 
 func (t *h1Transport) conn(ctx context.Context, host string) (*h1Conn, error) {
 	if c := t.conns[host]; c != nil {
-		return c, nil
+		if time.Since(c.used) < idleProbeAfter || !c.closed() {
+			return c, nil
+		}
+		t.drop(host, c)
 	}
 	if t.dials != nil {
 		t.dials.Add(1)
@@ -119,7 +155,7 @@ func (t *h1Transport) conn(ctx context.Context, host string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &h1Conn{Conn: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc)}
+	c := &h1Conn{Conn: nc, br: bufio.NewReader(nc), bw: bufio.NewWriter(nc), used: time.Now()}
 	t.conns[host] = c
 	return c, nil
 }
@@ -128,7 +164,7 @@ func (t *h1Transport) drop(host string, c *h1Conn) {
 	if t.conns[host] == c {
 		delete(t.conns, host)
 	}
-	c.Close()
+	_ = c.Close()
 }
 
 // CloseIdleConnections closes every connection (none is busy: requests

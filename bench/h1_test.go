@@ -17,6 +17,12 @@ import (
 // h1Server answers POST /echo with the body, /close with Connection:
 // close, /big with 1 MiB, and /hang only when the test lets it.
 func h1Server(t *testing.T) (*httptest.Server, *atomic.Int64, chan struct{}) {
+	return h1ServerIdle(t, 0)
+}
+
+// h1ServerIdle is h1Server closing connections idle for longer than idle
+// (0: never).
+func h1ServerIdle(t *testing.T, idle time.Duration) (*httptest.Server, *atomic.Int64, chan struct{}) {
 	t.Helper()
 	var conns atomic.Int64
 	release := make(chan struct{})
@@ -35,6 +41,7 @@ func h1Server(t *testing.T) (*httptest.Server, *atomic.Int64, chan struct{}) {
 			<-release
 		}
 	}))
+	srv.Config.IdleTimeout = idle
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
@@ -162,5 +169,55 @@ func TestH1TransportServerGone(t *testing.T) {
 	}
 	if _, got, err := h1Post(t.Context(), t, tr, srv, "/echo", "z"); err != nil || got != "z" {
 		t.Fatalf("third request: %q, %v", got, err)
+	}
+}
+
+// A connection the server closed while it sat idle (an idle timeout) is
+// noticed before reuse, as net/http does, instead of failing the request.
+func TestH1TransportIdleClose(t *testing.T) {
+	srv, conns, _ := h1ServerIdle(t, 20*time.Millisecond)
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, nil)
+	defer tr.CloseIdleConnections()
+	for i := range 3 {
+		if _, got, err := h1Post(t.Context(), t, tr, srv, "/echo", "x"); err != nil || got != "x" {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+		time.Sleep(5 * srv.Config.IdleTimeout)
+	}
+	if conns.Load() != 3 {
+		t.Errorf("server saw %d connections, want 3 (one per idle timeout)", conns.Load())
+	}
+}
+
+// Cancelling the request's context also unblocks a body that stalls.
+func TestH1TransportCancelDuringBody(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release) // before Close, which waits for the handler
+	tr := newH1Transport(srv.Client().Transport.(*http.Transport).TLSClientConfig, nil)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := h1Post(ctx, t, tr, srv, "/", ""); err == nil {
+		t.Fatal("a stalled body read to the end")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+}
+
+// The transport speaks the scheme it was made for, and says so.
+func TestH1TransportScheme(t *testing.T) {
+	srv, _, _ := h1Server(t)
+	plain := newH1Transport(nil, nil)
+	if _, _, err := h1Post(t.Context(), t, plain, srv, "/echo", "x"); err == nil || !strings.Contains(err.Error(), "scheme") {
+		t.Fatalf("plain transport, https URL: %v", err)
 	}
 }
