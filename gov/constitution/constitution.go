@@ -92,7 +92,7 @@ func (c *Constitution) Validate(ctx context.Context, proposalJSON string) (valid
 		return false, "", err
 	}
 	if c.limits.Worker != "" {
-		m, err := runInWorker(ctx, c.limits, workerCall{Op: "validate", Source: c.source, Limits: c.limits, Proposal: proposalJSON}, newKVView(nil, false, 0))
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "validate", Source: []byte(c.source), Limits: c.limits, Proposal: []byte(proposalJSON)}, newKVView(nil, false, 0))
 		if err == nil {
 			err = m.err()
 		}
@@ -150,8 +150,8 @@ func (c *Constitution) Resolve(ctx context.Context, proposalJSON, proposerID str
 		return "", err
 	}
 	if c.limits.Worker != "" {
-		m, err := runInWorker(ctx, c.limits, workerCall{Op: "resolve", Source: c.source, Limits: c.limits,
-			Proposal: proposalJSON, ProposerID: proposerID, Votes: votes}, newKVView(tx, false, 0))
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "resolve", Source: []byte(c.source), Limits: c.limits,
+			Proposal: []byte(proposalJSON), ProposerID: []byte(proposerID), Votes: votes}, newKVView(tx, false, 0))
 		if err == nil {
 			err = m.err()
 		}
@@ -199,8 +199,8 @@ func (c *Constitution) Apply(ctx context.Context, proposalJSON, proposalID strin
 	}
 	view := newKVView(tx, true, c.limits.MaxWriteBytes)
 	if c.limits.Worker != "" {
-		m, err := runInWorker(ctx, c.limits, workerCall{Op: "apply", Source: c.source, Limits: c.limits,
-			Proposal: proposalJSON, ProposalID: proposalID}, view)
+		m, err := runInWorker(ctx, c.limits, workerCall{Op: "apply", Source: []byte(c.source), Limits: c.limits,
+			Proposal: []byte(proposalJSON), ProposalID: []byte(proposalID)}, view)
 		if err == nil {
 			err = m.err()
 		}
@@ -248,8 +248,8 @@ func EvalBallot(ctx context.Context, ballotSource, proposalJSON, proposerID stri
 		return false, fmt.Errorf("%w: ballot.js is %d bytes, the limit is %d", ErrTooLarge, len(ballotSource), MaxBallotBytes)
 	}
 	if limits.Worker != "" {
-		m, err := runInWorker(ctx, limits, workerCall{Op: "ballot", Source: ballotSource, Limits: limits,
-			Proposal: proposalJSON, ProposerID: proposerID}, newKVView(nil, false, 0))
+		m, err := runInWorker(ctx, limits, workerCall{Op: "ballot", Source: []byte(ballotSource), Limits: limits,
+			Proposal: []byte(proposalJSON), ProposerID: []byte(proposerID)}, newKVView(nil, false, 0))
 		if err == nil {
 			err = m.err()
 		}

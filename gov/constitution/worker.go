@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime/metrics"
@@ -45,27 +46,29 @@ const (
 // process, which the worker's own Timeout does not count.
 const workerStartAllowance = 2 * time.Second
 
-// maxFrame bounds one message between caller and worker: a call carries at
-// most MaxArgBytes of arguments plus a constitution; the worker's messages
-// a key, or a value within the write limit.
+// maxFrame bounds one message from the worker to the caller: a key, or a
+// value within the write limit. What the caller sends the worker (the call,
+// a map it iterates) is bounded by the worker's heap cap instead.
 const maxFrame = 64 << 20
 
-// workerCall is the one message the caller sends.
+// workerCall is the one message the caller sends. Text that is not
+// necessarily UTF-8 travels as []byte (base64 in JSON), so that it reaches
+// the worker byte for byte.
 type workerCall struct {
 	Op         string `json:"op"` // validate, resolve, apply or ballot
-	Source     string `json:"source"`
+	Source     []byte `json:"source"`
 	Limits     Limits `json:"limits"`
-	Proposal   string `json:"proposal"`
-	ProposerID string `json:"proposer_id,omitempty"`
-	ProposalID string `json:"proposal_id,omitempty"`
+	Proposal   []byte `json:"proposal"`
+	ProposerID []byte `json:"proposer_id,omitempty"`
+	ProposalID []byte `json:"proposal_id,omitempty"`
 	Votes      []Vote `json:"votes,omitempty"`
 }
 
 // workerMsg is what the worker sends: a kv request or the result.
 type workerMsg struct {
 	KV    string  `json:"kv,omitempty"` // get, put or range
-	Map   string  `json:"map,omitempty"`
-	Key   string  `json:"key,omitempty"`
+	Map   []byte  `json:"map,omitempty"`
+	Key   []byte  `json:"key,omitempty"`
 	Value *[]byte `json:"value,omitempty"` // put; nil deletes
 
 	Done   bool     `json:"done,omitempty"`
@@ -146,14 +149,14 @@ func writeFrame(w *bufio.Writer, v any) error {
 	return w.Flush()
 }
 
-func readFrame(r io.Reader, v any) error {
+func readFrame(r io.Reader, v any, limit uint32) error {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return err
 	}
 	size := binary.BigEndian.Uint32(n[:])
-	if size > maxFrame {
-		return fmt.Errorf("message of %d bytes, the limit is %d", size, maxFrame)
+	if size > limit {
+		return fmt.Errorf("message of %d bytes, the limit is %d", size, limit)
 	}
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
@@ -219,8 +222,13 @@ func runInWorker(ctx context.Context, l Limits, call workerCall, view *kvView) (
 		return res, nil
 	}
 	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) && ee.ExitCode() == exitMemory {
+	switch {
+	case errors.As(waitErr, &ee) && ee.ExitCode() == exitMemory:
 		return workerMsg{}, fmt.Errorf("%w: %s: more than %d MiB of heap", ErrMemory, what, l.MaxMemoryBytes>>20)
+	case bytes.Contains(stderr.Bytes(), []byte("out of memory")):
+		// One allocation too big to map at all: the Go runtime's fatal
+		// error, before the heap watch could see the heap grow.
+		return workerMsg{}, fmt.Errorf("%w: %s: the worker ran out of memory", ErrMemory, what)
 	}
 	detail := bytes.TrimSpace(stderr.Bytes())
 	if i := bytes.IndexByte(detail, '\n'); i >= 0 {
@@ -236,7 +244,7 @@ func serveWorker(w *bufio.Writer, r *bufio.Reader, call workerCall, view *kvView
 	}
 	for {
 		var m workerMsg
-		if err := readFrame(r, &m); err != nil {
+		if err := readFrame(r, &m, maxFrame); err != nil {
 			return workerMsg{}, err
 		}
 		if m.Done {
@@ -245,7 +253,7 @@ func serveWorker(w *bufio.Writer, r *bufio.Reader, call workerCall, view *kvView
 		var reply kvReply
 		switch m.KV {
 		case "get":
-			v, ok, err := view.get(m.Map, m.Key)
+			v, ok, err := view.get(string(m.Map), string(m.Key))
 			reply = kvReply{Value: []byte(v), Found: ok, Err: errString(err)}
 		case "put":
 			var v *string
@@ -253,9 +261,9 @@ func serveWorker(w *bufio.Writer, r *bufio.Reader, call workerCall, view *kvView
 				s := string(*m.Value)
 				v = &s
 			}
-			reply.Err = errString(view.put(m.Map, m.Key, v))
+			reply.Err = errString(view.put(string(m.Map), string(m.Key), v))
 		case "range":
-			es, err := view.entries(m.Map)
+			es, err := view.entries(string(m.Map))
 			reply.Err = errString(err)
 			for _, e := range es {
 				reply.Entries = append(reply.Entries, [2][]byte{[]byte(e[0]), []byte(e[1])})
@@ -291,7 +299,7 @@ func ServeWorker() {
 func serveOneCall(in io.Reader, out io.Writer) int {
 	r, w := bufio.NewReader(in), bufio.NewWriter(out)
 	var call workerCall
-	if err := readFrame(r, &call); err != nil {
+	if err := readFrame(r, &call, math.MaxUint32); err != nil {
 		fmt.Fprintf(os.Stderr, "constitution worker: read call: %v\n", err)
 		return exitFailed
 	}
@@ -306,19 +314,19 @@ func serveOneCall(in io.Reader, out io.Writer) int {
 	switch call.Op {
 	case "validate", "resolve", "apply":
 		var c *Constitution
-		if c, err = Parse(call.Source); err == nil {
+		if c, err = Parse(string(call.Source)); err == nil {
 			c = c.WithLimits(l)
 			switch call.Op {
 			case "validate":
-				res.Valid, res.Desc, err = c.Validate(ctx, call.Proposal)
+				res.Valid, res.Desc, err = c.Validate(ctx, string(call.Proposal))
 			case "resolve":
-				res.State, err = c.Resolve(ctx, call.Proposal, call.ProposerID, call.Votes, kv)
+				res.State, err = c.Resolve(ctx, string(call.Proposal), string(call.ProposerID), call.Votes, kv)
 			default:
-				err = c.Apply(ctx, call.Proposal, call.ProposalID, kv)
+				err = c.Apply(ctx, string(call.Proposal), string(call.ProposalID), kv)
 			}
 		}
 	case "ballot":
-		res.Vote, err = EvalBallot(ctx, call.Source, call.Proposal, call.ProposerID, l)
+		res.Vote, err = EvalBallot(ctx, string(call.Source), string(call.Proposal), string(call.ProposerID), l)
 	default:
 		err = fmt.Errorf("%w: unknown call %q", ErrInternal, call.Op)
 	}
@@ -370,7 +378,7 @@ func (k *remoteKV) call(m workerMsg) (kvReply, error) {
 	if k.err = writeFrame(k.w, m); k.err != nil {
 		return reply, k.err
 	}
-	if k.err = readFrame(k.r, &reply); k.err != nil {
+	if k.err = readFrame(k.r, &reply, math.MaxUint32); k.err != nil {
 		return reply, k.err
 	}
 	if reply.Err != "" {
@@ -382,7 +390,7 @@ func (k *remoteKV) call(m workerMsg) (kvReply, error) {
 // Get, Put, Delete and Range are called by the worker's kvView, which has
 // already checked the map policy; the caller's view checks it again.
 func (k *remoteKV) Get(mapName, key string) ([]byte, bool) {
-	reply, err := k.call(workerMsg{KV: "get", Map: mapName, Key: key})
+	reply, err := k.call(workerMsg{KV: "get", Map: []byte(mapName), Key: []byte(key)})
 	if err != nil {
 		return nil, false
 	}
@@ -390,17 +398,17 @@ func (k *remoteKV) Get(mapName, key string) ([]byte, bool) {
 }
 
 func (k *remoteKV) Put(mapName, key string, value []byte) error {
-	_, err := k.call(workerMsg{KV: "put", Map: mapName, Key: key, Value: &value})
+	_, err := k.call(workerMsg{KV: "put", Map: []byte(mapName), Key: []byte(key), Value: &value})
 	return err
 }
 
 func (k *remoteKV) Delete(mapName, key string) error {
-	_, err := k.call(workerMsg{KV: "put", Map: mapName, Key: key})
+	_, err := k.call(workerMsg{KV: "put", Map: []byte(mapName), Key: []byte(key)})
 	return err
 }
 
 func (k *remoteKV) Range(mapName string, fn func(key string, value []byte) bool) {
-	reply, err := k.call(workerMsg{KV: "range", Map: mapName})
+	reply, err := k.call(workerMsg{KV: "range", Map: []byte(mapName)})
 	if err != nil {
 		return
 	}

@@ -160,3 +160,35 @@ func TestWorkerMissing(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInternal", err)
 	}
 }
+
+// Keys that are not UTF-8 (the logging app's public map has binary ids)
+// reach a worker's script and come back byte for byte, as in process.
+func TestWorkerBinaryKeys(t *testing.T) {
+	src := `
+export function validate() { return { valid: true } }
+export function resolve() {
+	const m = ccf.kv["public:records"];
+	let found = 0, seen = 0;
+	m.forEach((v, k) => { seen++; if (m.get(k) !== undefined && m.has(k)) found++; });
+	return seen === 2 && found === 2 ? "Accepted" : "Rejected";
+}
+export function apply() {}`
+	base, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []struct {
+		name string
+		l    Limits
+	}{{"in process", Limits{}}, {"worker", workerLimits(t)}} {
+		t.Run(mode.name, func(t *testing.T) {
+			tx := kv.NewStore().Begin()
+			_ = tx.Put("public:records", "\xff\xfe\x00\x01", []byte("\x80binary"))
+			_ = tx.Put("public:records", "plain", []byte("x"))
+			s, err := base.WithLimits(mode.l).Resolve(t.Context(), `{"actions":[]}`, "m1", nil, tx)
+			if err != nil || s != StateAccepted {
+				t.Fatalf("resolve: %q %v", s, err)
+			}
+		})
+	}
+}
