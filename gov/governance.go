@@ -41,6 +41,8 @@ type Config struct {
 type Governance struct {
 	limits constitution.Limits
 	log    *slog.Logger
+	// calls holds a token per constitution or ballot call in progress.
+	calls chan struct{}
 
 	mu     sync.Mutex
 	cached *constitution.Constitution // the last constitution compiled, by source
@@ -52,7 +54,24 @@ func New(cfg Config) *Governance {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Governance{limits: cfg.Limits, log: log}
+	return &Governance{limits: cfg.Limits, log: log, calls: make(chan struct{}, maxConcurrentCalls)}
+}
+
+// maxConcurrentCalls bounds the constitution and ballot calls that run at
+// once: in worker processes each may use Limits.MaxMemoryBytes of heap, so
+// concurrent governance requests from members cannot multiply that.
+const maxConcurrentCalls = 2
+
+// js runs call as one constitution or ballot call, waiting for a free slot
+// of maxConcurrentCalls (or for ctx).
+func (g *Governance) js(ctx context.Context, call func() error) error {
+	select {
+	case g.calls <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("gov: waiting to run the constitution: %w", ctx.Err())
+	}
+	defer func() { <-g.calls }()
+	return call()
 }
 
 // Endpoints lists the /gov endpoints, as CCF's API version 2024-07-01.
@@ -172,8 +191,11 @@ func (g *Governance) verify(c *app.Context, want govcose.MsgType) (*signed, erro
 	}
 	// Replays and stale requests. Proposals are checked against the
 	// service's window of recent proposals, as in CCF. Every other signed
-	// request is checked against its signer's own window: one shared with
-	// other members would refuse a member whose clock is behind theirs.
+	// request is checked against its signer's own window, for replays and
+	// against what it evicted, but not against its median: one shared with
+	// other members would refuse a member whose clock is behind theirs, and
+	// a median would refuse a member's requests sent out of the order they
+	// were signed in, or all of them after one dated ahead.
 	s := &signed{req: req}
 	if want == govcose.MsgProposal {
 		w, err := loadWindow(c.Tx)
@@ -193,11 +215,11 @@ func (g *Governance) verify(c *app.Context, want govcose.MsgType) (*signed, erro
 		if _, err := getJSON(c.Tx, COSERecentRequests, req.MemberID, s.recent); err != nil {
 			return nil, err
 		}
-		switch err := s.recent.Check(req.Digest, req.CreatedAt); {
+		switch err := s.recent.CheckReplay(req.Digest, req.CreatedAt); {
 		case errors.Is(err, govcose.ErrReplay):
 			return nil, app.Errorf(http.StatusBadRequest, "RequestReplay", "this signed request was already accepted")
 		case errors.Is(err, govcose.ErrTooOld):
-			return nil, app.Errorf(http.StatusBadRequest, "RequestCreatedTooLongAgo", "created_at %d is older than member %s's recent requests the service remembers; sign it again with the current time", req.CreatedAt, req.MemberID)
+			return nil, app.Errorf(http.StatusBadRequest, "RequestCreatedTooLongAgo", "created_at %d is not after the requests of member %s the service no longer remembers; sign it again with the current time", req.CreatedAt, req.MemberID)
 		case err != nil:
 			return nil, err
 		}
@@ -219,10 +241,9 @@ func (s *signed) active() error {
 	return nil
 }
 
-// record keeps the accepted request in the ledger: the member's latest
-// signed request, as CCF's cose_history.
-// record keeps an accepted request: as the member's latest, and (other
-// than a proposal, which has its own window) in the member's window.
+// record keeps an accepted request in the ledger: as the member's latest
+// signed request (CCF's cose_history) and, other than a proposal (which
+// has the service's window), in the member's window.
 func (s *signed) record(tx KV) error {
 	if s.recent != nil {
 		s.recent.Add(s.req.Digest, s.req.CreatedAt)
@@ -255,7 +276,12 @@ func (g *Governance) createProposal(c *app.Context) (*app.Response, error) {
 	}
 	ctx := c.Request.Context()
 	proposal := string(s.req.Payload)
-	valid, desc, err := con.Validate(ctx, proposal)
+	var valid bool
+	var desc string
+	err = g.js(ctx, func() (err error) {
+		valid, desc, err = con.Validate(ctx, proposal)
+		return err
+	})
 	if err != nil && !scriptFailure(err) {
 		return nil, err
 	}
@@ -300,7 +326,11 @@ func (g *Governance) resolve(ctx context.Context, tx KV, con *constitution.Const
 	for _, m := range slices.Sorted(maps.Keys(info.Votes)) {
 		votes = append(votes, constitution.Vote{MemberID: m, Vote: info.Votes[m]})
 	}
-	state, err := con.Resolve(ctx, proposal, info.ProposerID, votes, tx)
+	var state string
+	err := g.js(ctx, func() (err error) {
+		state, err = con.Resolve(ctx, proposal, info.ProposerID, votes, tx)
+		return err
+	})
 	switch {
 	case err != nil && !scriptFailure(err):
 		return err
@@ -311,7 +341,7 @@ func (g *Governance) resolve(ctx context.Context, tx KV, con *constitution.Const
 		info.State = ProposalRejected
 	case state == ProposalAccepted:
 		before, _ := tx.Get(Constitution, ConstitutionKey)
-		if err := con.Apply(ctx, proposal, id, tx); err != nil {
+		if err := g.js(ctx, func() error { return con.Apply(ctx, proposal, id, tx) }); err != nil {
 			if !scriptFailure(err) {
 				return err
 			}
@@ -467,7 +497,11 @@ func (g *Governance) submitBallot(c *app.Context) (*app.Response, error) {
 	}
 	proposal, _ := c.Tx.Get(Proposals, id)
 	ctx := c.Request.Context()
-	vote, err := constitution.EvalBallot(ctx, body.Ballot, string(proposal), info.ProposerID, g.limits)
+	var vote bool
+	err = g.js(ctx, func() (err error) {
+		vote, err = constitution.EvalBallot(ctx, body.Ballot, string(proposal), info.ProposerID, g.limits)
+		return err
+	})
 	if err != nil && !scriptFailure(err) {
 		return nil, err // the request went away, or the node failed: nothing is recorded
 	}

@@ -302,13 +302,13 @@ func TestBadRequests(t *testing.T) {
 			f.ok(r, 204)
 			return r
 		}, 400, "RequestReplay"},
-		{"ballot older than the member's recent requests", func(f *fixture) request {
+		{"ballot as old as a request the member's window forgot", func(f *fixture) request {
 			old := f.tick()
-			for range 3 {
+			for range govcose.DefaultWindowSize + 1 {
 				f.update(f.b)
 			}
 			return post(pathBallot, map[string]string{"proposalId": f.open, "memberId": f.b.id},
-				f.signAt(f.b, govcose.MsgBallot, old, f.open, ballotJSON(yes)))
+				f.signAt(f.b, govcose.MsgBallot, old+1, f.open, ballotJSON(yes)))
 		}, 400, "RequestCreatedTooLongAgo"},
 
 		// State digests.
@@ -842,5 +842,22 @@ func TestRequestWindowIsPerMember(t *testing.T) {
 	res = h.do(post(pathUpdate, map[string]string{"memberId": c.id}, h.signAt(c, govcose.MsgStateDigest, now, "", nil)))
 	if res.err != nil {
 		t.Errorf("state digest update signed %ds before the latest proposal: %v", ahead-now, res)
+	}
+}
+
+// TestMemberWindowOrder: a member's requests may arrive in another order
+// than they were signed in, and one dated ahead (a clock running fast)
+// does not make the member's later requests "too old".
+func TestMemberWindowOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	early := f.tick()
+	later := f.tick()
+	f.ok(post(pathUpdate, map[string]string{"memberId": f.b.id}, f.signAt(f.b, govcose.MsgStateDigest, later, "", nil)), 200)
+	f.ok(post(pathBallot, map[string]string{"proposalId": f.open, "memberId": f.b.id}, f.signAt(f.b, govcose.MsgBallot, early, f.open, ballotJSON(yes))), 200)
+	ahead := f.clock + 365*24*3600
+	f.ok(post(pathUpdate, map[string]string{"memberId": f.c.id}, f.signAt(f.c, govcose.MsgStateDigest, ahead, "", nil)), 200)
+	if got := f.vote(f.c, f.open, yes); got.ProposalState != gov.ProposalAccepted {
+		t.Errorf("after a request dated a year ahead: %+v", got)
 	}
 }

@@ -107,6 +107,22 @@ func (w *Window) Check(digest [32]byte, createdAt int64) error {
 	return nil
 }
 
+// CheckReplay is Check without the median rule: ErrReplay if the digest
+// is in the window, ErrTooOld if createdAt is at or below the highest
+// created_at ever evicted, else nil. It suits a window of one signer's
+// requests, which that signer may sign in one order and send in another,
+// and where one request dated ahead must not make every later one "too
+// old"; what it forgets by eviction it still refuses by createdAt.
+func (w *Window) CheckReplay(digest [32]byte, createdAt int64) error {
+	if slices.ContainsFunc(w.entries, func(e windowEntry) bool { return e.digest == digest }) {
+		return fmt.Errorf("%w: request %x is already in the window", ErrReplay, digest)
+	}
+	if w.evicted && createdAt <= w.evictedMax {
+		return fmt.Errorf("%w: created_at %d is at or before %d, the latest created_at evicted from the window", ErrTooOld, createdAt, w.evictedMax)
+	}
+	return nil
+}
+
 // Add records an accepted request, evicting the entries with the lowest
 // created_at beyond Size. Adding a request already in the window changes
 // nothing.

@@ -339,3 +339,24 @@ func TestWindowJSONRejectsBadEvictedMax(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckReplay(t *testing.T) {
+	w := NewWindow(3)
+	d := func(i byte) [32]byte { return [32]byte{i} }
+	w.Add(d(1), 1000)
+	w.Add(d(2), 50) // dated behind: no median rule
+	if err := w.CheckReplay(d(3), 10); err != nil {
+		t.Errorf("an older, new request: %v", err)
+	}
+	if err := w.CheckReplay(d(1), 1000); !errors.Is(err, ErrReplay) {
+		t.Errorf("a replay: %v", err)
+	}
+	w.Add(d(3), 10)
+	w.Add(d(4), 20) // evicts 10
+	if err := w.CheckReplay(d(5), 10); !errors.Is(err, ErrTooOld) {
+		t.Errorf("at the evicted created_at: %v", err)
+	}
+	if err := w.CheckReplay(d(5), 11); err != nil {
+		t.Errorf("after the evicted created_at: %v", err)
+	}
+}
