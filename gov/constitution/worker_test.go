@@ -84,59 +84,57 @@ export function apply(proposal, proposalId) {
 	m.delete(ccf.strToBuf("gone"));
 	if (JSON.parse(proposal).actions[0].name === "throw") throw new Error("no");
 }`
-	base, err := Parse(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range []struct {
-		name string
-		l    Limits
-	}{{"in process", Limits{}}, {"worker", workerLimits(t)}} {
-		t.Run(mode.name, func(t *testing.T) {
-			c := base.WithLimits(mode.l)
-			ctx := t.Context()
-			if v, d, err := c.Validate(ctx, `{"actions":[]}`); err != nil || v || d != "no actions" {
-				t.Fatalf("validate: %v %q %v", v, d, err)
-			}
-			tx := kv.NewStore().Begin()
-			for _, m := range []string{"m1", "m2", "m3"} {
-				_ = tx.Put("public:ccf.gov.members.info", m, []byte("{}"))
-			}
-			_ = tx.Put("public:ccf.gov.test", "gone", []byte("x"))
-			votes := []Vote{{"m1", true}, {"m2", true}}
-			if s, err := c.Resolve(ctx, `{"actions":[{"name":"a"}]}`, "m1", votes, tx); err != nil || s != StateAccepted {
-				t.Fatalf("resolve: %q %v", s, err)
-			}
-			if err := c.Apply(ctx, `{"actions":[{"name":"a"}]}`, "p1", tx); err != nil {
-				t.Fatalf("apply: %v", err)
-			}
-			if v, _ := tx.Get("public:ccf.gov.test", "count"); string(v) != "1" {
-				t.Errorf("count = %q", v)
-			}
-			if _, ok := tx.Get("public:ccf.gov.test", "gone"); ok {
-				t.Error("gone was not deleted")
-			}
-			// A throwing apply leaves the kv as it was.
-			if err := c.Apply(ctx, `{"actions":[{"name":"throw"}]}`, "p2", tx); !errors.Is(err, ErrScript) {
-				t.Fatalf("throwing apply: %v, want ErrScript", err)
-			}
-			if v, _ := tx.Get("public:ccf.gov.test", "last"); string(v) != "p1" {
-				t.Errorf("a throwing apply wrote: last = %q", v)
-			}
-			// The write limit holds in both.
-			small := base.WithLimits(Limits{Worker: mode.l.Worker, MaxWriteBytes: 8})
-			if err := small.Apply(ctx, `{"actions":[{"name":"a"}]}`, "p3", tx); !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("apply past the write limit: %v, want ErrTooLarge", err)
-			}
-			// Ballots.
-			if v, err := EvalBallot(ctx, `export function vote(p, id) { return id === "m9" }`, "{}", "m9", mode.l); err != nil || !v {
-				t.Fatalf("ballot: %v %v", v, err)
-			}
-			if _, err := EvalBallot(ctx, `export function vote() { return 1 }`, "{}", "m9", mode.l); !errors.Is(err, ErrBadResult) {
-				t.Fatalf("ballot returning 1: %v, want ErrBadResult", err)
-			}
-		})
-	}
+	base := mustParse(t, src)
+	inBothModes(t, func(t *testing.T, l Limits) {
+		c := base.WithLimits(l)
+		ctx := t.Context()
+		if v, d, err := c.Validate(ctx, `{"actions":[]}`); err != nil || v || d != "no actions" {
+			t.Fatalf("validate: %v %q %v", v, d, err)
+		}
+		tx := kv.NewStore().Begin()
+		for _, m := range []string{"m1", "m2", "m3"} {
+			_ = tx.Put("public:ccf.gov.members.info", m, []byte("{}"))
+		}
+		_ = tx.Put("public:ccf.gov.test", "gone", []byte("x"))
+		votes := []Vote{{"m1", true}, {"m2", true}}
+		if s, err := c.Resolve(ctx, `{"actions":[{"name":"a"}]}`, "m1", votes, tx); err != nil || s != StateAccepted {
+			t.Fatalf("resolve: %q %v", s, err)
+		}
+		if err := c.Apply(ctx, `{"actions":[{"name":"a"}]}`, "p1", tx); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		if v, _ := tx.Get("public:ccf.gov.test", "count"); string(v) != "1" {
+			t.Errorf("count = %q", v)
+		}
+		if _, ok := tx.Get("public:ccf.gov.test", "gone"); ok {
+			t.Error("gone was not deleted")
+		}
+		// A throwing apply leaves the kv as it was.
+		if err := c.Apply(ctx, `{"actions":[{"name":"throw"}]}`, "p2", tx); !errors.Is(err, ErrScript) {
+			t.Fatalf("throwing apply: %v, want ErrScript", err)
+		}
+		if v, _ := tx.Get("public:ccf.gov.test", "last"); string(v) != "p1" {
+			t.Errorf("a throwing apply wrote: last = %q", v)
+		}
+		// The write limit holds in both.
+		small := base.WithLimits(Limits{Worker: l.Worker, MaxWriteBytes: 8})
+		if err := small.Apply(ctx, `{"actions":[{"name":"a"}]}`, "p3", tx); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("apply past the write limit: %v, want ErrTooLarge", err)
+		}
+		// Ballots.
+		if v, err := EvalBallot(ctx, `export function vote(p, id) { return id === "m9" }`, "{}", "m9", l); err != nil || !v {
+			t.Fatalf("ballot: %v %v", v, err)
+		}
+		if _, err := EvalBallot(ctx, `export function vote() { return 1 }`, "{}", "m9", l); !errors.Is(err, ErrBadResult) {
+			t.Fatalf("ballot returning 1: %v, want ErrBadResult", err)
+		}
+	})
+}
+
+// inBothModes runs test in process and in a worker process.
+func inBothModes(t *testing.T, test func(t *testing.T, l Limits)) {
+	t.Run("in process", func(t *testing.T) { test(t, Limits{}) })
+	t.Run("worker", func(t *testing.T) { test(t, workerLimits(t)) })
 }
 
 func TestWorkerCancel(t *testing.T) {
@@ -173,22 +171,14 @@ export function resolve() {
 	return seen === 2 && found === 2 ? "Accepted" : "Rejected";
 }
 export function apply() {}`
-	base, err := Parse(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range []struct {
-		name string
-		l    Limits
-	}{{"in process", Limits{}}, {"worker", workerLimits(t)}} {
-		t.Run(mode.name, func(t *testing.T) {
-			tx := kv.NewStore().Begin()
-			_ = tx.Put("public:records", "\xff\xfe\x00\x01", []byte("\x80binary"))
-			_ = tx.Put("public:records", "plain", []byte("x"))
-			s, err := base.WithLimits(mode.l).Resolve(t.Context(), `{"actions":[]}`, "m1", nil, tx)
-			if err != nil || s != StateAccepted {
-				t.Fatalf("resolve: %q %v", s, err)
-			}
-		})
-	}
+	base := mustParse(t, src)
+	inBothModes(t, func(t *testing.T, l Limits) {
+		tx := kv.NewStore().Begin()
+		_ = tx.Put("public:records", "\xff\xfe\x00\x01", []byte("\x80binary"))
+		_ = tx.Put("public:records", "plain", []byte("x"))
+		s, err := base.WithLimits(l).Resolve(t.Context(), `{"actions":[]}`, "m1", nil, tx)
+		if err != nil || s != StateAccepted {
+			t.Fatalf("resolve: %q %v", s, err)
+		}
+	})
 }
