@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +241,24 @@ func TestRestartResumesService(t *testing.T) {
 	}
 	if code, _, body := tn.do(t, tn.client, "GET", "/app/log/public/historical?id=7", "", TxIDHeader, first); code != 200 || string(body) != `{"msg":"first"}` {
 		t.Fatalf("historical after restart: %d %s", code, body)
+	}
+}
+
+func TestReadBody(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		body    string
+		length  int64
+		wantErr bool
+	}{
+		{"length given", "hello", 5, false},
+		{"length unknown", "hello", -1, false},
+		{"empty", "", 0, false},
+		{"shorter than its length", "hel", 5, true},
+	} {
+		got, err := readBody(strings.NewReader(tc.body), tc.length)
+		if (err != nil) != tc.wantErr || (!tc.wantErr && string(got) != tc.body) {
+			t.Errorf("%s: %q, %v", tc.name, got, err)
+		}
 	}
 }
