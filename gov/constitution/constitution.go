@@ -93,9 +93,6 @@ func (c *Constitution) Validate(ctx context.Context, proposalJSON string) (valid
 	}
 	if c.limits.Worker != "" {
 		m, err := runInWorker(ctx, c.limits, workerCall{Op: "validate", Source: []byte(c.source), Limits: c.limits, Proposal: []byte(proposalJSON)}, newKVView(nil, false, 0))
-		if err == nil {
-			err = m.err()
-		}
 		return m.Valid, m.Desc, err
 	}
 	type result struct {
@@ -152,9 +149,6 @@ func (c *Constitution) Resolve(ctx context.Context, proposalJSON, proposerID str
 	if c.limits.Worker != "" {
 		m, err := runInWorker(ctx, c.limits, workerCall{Op: "resolve", Source: []byte(c.source), Limits: c.limits,
 			Proposal: []byte(proposalJSON), ProposerID: []byte(proposerID), Votes: votes}, newKVView(tx, false, 0))
-		if err == nil {
-			err = m.err()
-		}
 		return m.State, err
 	}
 	return runCall(ctx, c.loaded, c.limits, newKVView(tx, false, 0), "resolve",
@@ -199,12 +193,8 @@ func (c *Constitution) Apply(ctx context.Context, proposalJSON, proposalID strin
 	}
 	view := newKVView(tx, true, c.limits.MaxWriteBytes)
 	if c.limits.Worker != "" {
-		m, err := runInWorker(ctx, c.limits, workerCall{Op: "apply", Source: []byte(c.source), Limits: c.limits,
-			Proposal: []byte(proposalJSON), ProposalID: []byte(proposalID)}, view)
-		if err == nil {
-			err = m.err()
-		}
-		if err != nil {
+		if _, err := runInWorker(ctx, c.limits, workerCall{Op: "apply", Source: []byte(c.source), Limits: c.limits,
+			Proposal: []byte(proposalJSON), ProposalID: []byte(proposalID)}, view); err != nil {
 			return err
 		}
 		return view.flush()
@@ -250,9 +240,6 @@ func EvalBallot(ctx context.Context, ballotSource, proposalJSON, proposerID stri
 	if limits.Worker != "" {
 		m, err := runInWorker(ctx, limits, workerCall{Op: "ballot", Source: []byte(ballotSource), Limits: limits,
 			Proposal: []byte(proposalJSON), ProposerID: []byte(proposerID)}, newKVView(nil, false, 0))
-		if err == nil {
-			err = m.err()
-		}
 		return m.Vote, err
 	}
 	// Compiled on runCall's goroutine, so the time budget covers it.

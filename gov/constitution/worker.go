@@ -166,7 +166,8 @@ func readFrame(r io.Reader, v any, limit uint32) error {
 }
 
 // runInWorker runs call in a fresh worker process, serving its kv requests
-// from view, and returns the worker's result message.
+// from view, and returns the worker's result message, with the call's own
+// error (the script's, rebuilt) if it failed.
 func runInWorker(ctx context.Context, l Limits, call workerCall, view *kvView) (workerMsg, error) {
 	what := call.Op
 	if err := ctx.Err(); err != nil {
@@ -219,7 +220,7 @@ func runInWorker(ctx context.Context, l Limits, call workerCall, view *kvView) (
 	default:
 	}
 	if serveErr == nil {
-		return res, nil
+		return res, res.err()
 	}
 	var ee *exec.ExitError
 	switch {
