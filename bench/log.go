@@ -220,7 +220,7 @@ func (c *logClient) run(ctx context.Context) {
 		if sent.Before(c.window) || done.After(c.end) {
 			// Outside the window: warmup, or straddling its end.
 			if err != nil {
-				sleepCtx(ctx, transportBackoff)
+				SleepCtx(ctx, transportBackoff)
 			}
 			continue
 		}
@@ -228,7 +228,7 @@ func (c *logClient) run(ctx context.Context) {
 		case err != nil:
 			c.errors["transport"]++
 			c.lastErr = err
-			sleepCtx(ctx, transportBackoff)
+			SleepCtx(ctx, transportBackoff)
 		case status == http.StatusOK:
 			c.hist.record(done.Sub(sent))
 		default:
@@ -264,7 +264,9 @@ func (c *logClient) post(ctx context.Context) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// SleepCtx waits for d, or until ctx is done: a load client's pause after
+// a failed request.
+func SleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

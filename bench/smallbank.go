@@ -568,7 +568,7 @@ func (c *sbClient) run(ctx context.Context) {
 				c.errors["transport"]++
 				c.lastErr = err.Error()
 			}
-			sleepCtx(ctx, transportBackoff)
+			SleepCtx(ctx, transportBackoff)
 			continue
 		}
 		out, cause, charged := parseSmallBankAnswer(tx, status, c.answer.Bytes())
@@ -737,7 +737,7 @@ func resolveSmallBank(ctx context.Context, tlsConf *tls.Config, unsure []sbUnsur
 				rest = append(rest, u)
 				break
 			}
-			sleepCtx(ctx, 20*time.Millisecond)
+			SleepCtx(ctx, 20*time.Millisecond)
 			if ctx.Err() != nil {
 				return nil, 0, fmt.Errorf("bench: resolve transaction %s: %w", u.txid, ctx.Err())
 			}

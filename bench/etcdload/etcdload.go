@@ -244,14 +244,14 @@ func (c *client) run(ctx context.Context, value string, window, end time.Time) {
 		if sent.Before(window) || done.After(end) {
 			// Outside the window: warmup, or straddling its end.
 			if err != nil {
-				sleepCtx(ctx, errorBackoff)
+				bench.SleepCtx(ctx, errorBackoff)
 			}
 			continue
 		}
 		if err != nil {
 			c.errors[errorCause(err)]++
 			c.lastErr = err
-			sleepCtx(ctx, errorBackoff)
+			bench.SleepCtx(ctx, errorBackoff)
 			continue
 		}
 		c.hist.Record(done.Sub(sent))
@@ -273,15 +273,6 @@ func errorCause(err error) string {
 		return codes.Canceled.String()
 	}
 	return status.Code(err).String()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // etcdPutter is a clientv3 client of one endpoint: one gRPC connection,
