@@ -174,6 +174,8 @@ func runInWorker(ctx context.Context, l Limits, call workerCall, view *kvView) (
 		return workerMsg{}, fmt.Errorf("constitution: %s: %w", what, err)
 	}
 	cmd := exec.Command(l.Worker)
+	// Named for ps: the path may be /proc/self/exe, which says nothing.
+	cmd.Args = []string{"coco-constitution-worker"}
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
