@@ -1050,7 +1050,7 @@ func (n *Node) DecodeWriteSet(le *ledger.Entry) (*kv.WriteSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("private write set: %w", err)
 	}
-	priv, err := kv.UnmarshalWriteSet(plain)
+	priv, err := kv.UnmarshalWriteSetOwned(plain) // plain is ours alone
 	if err != nil {
 		return nil, fmt.Errorf("private write set: %w", err)
 	}

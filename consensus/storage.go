@@ -184,7 +184,9 @@ func raftEntry(le *ledger.Entry) *pb.Entry {
 // (the empty entry of a new leader, configuration changes) are wrapped.
 func ledgerEntry(e *pb.Entry) (*ledger.Entry, error) {
 	if e.GetType() == pb.EntryNormal && len(e.GetData()) > 0 {
-		le, err := ledger.UnmarshalEntry(e.GetData())
+		// Raft entry data is never modified (not by raft, not by coco), so
+		// the ledger entry may alias it.
+		le, err := ledger.UnmarshalEntryNoCopy(e.GetData())
 		if err != nil {
 			return nil, fmt.Errorf("consensus: raft entry %d.%d: %w", e.GetTerm(), e.GetIndex(), err)
 		}

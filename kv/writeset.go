@@ -155,15 +155,23 @@ func (ws *WriteSet) Marshal() []byte {
 // lengths past the end, trailing bytes) is an error wrapping ErrMalformed.
 // The result does not alias b.
 func UnmarshalWriteSet(b []byte) (*WriteSet, error) {
+	// One copy backs every value, so decoding costs one allocation for all
+	// of them and the caller may reuse b.
+	return UnmarshalWriteSetOwned(slices.Clone(b))
+}
+
+// UnmarshalWriteSetOwned is UnmarshalWriteSet for a buffer the caller
+// hands over: the values of the result alias b, which the caller must not
+// use or modify afterwards (Apply takes ownership of them). A freshly
+// decrypted write set is decoded this way, without a second copy.
+func UnmarshalWriteSetOwned(b []byte) (*WriteSet, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty input", ErrMalformed)
 	}
 	if b[0] != formatV1 {
 		return nil, fmt.Errorf("%w: unknown format %d", ErrMalformed, b[0])
 	}
-	// One copy backs every value, so decoding costs one allocation for all
-	// of them and the caller may reuse b.
-	d := decoder{buf: slices.Clone(b[1:])}
+	d := decoder{buf: b[1:]}
 	nmaps, err := d.count(minMapLen)
 	if err != nil {
 		return nil, fmt.Errorf("map count: %w", err)

@@ -67,6 +67,13 @@ func TestRoundTrip(t *testing.T) {
 			if !bytes.Equal(got.Marshal(), b) {
 				t.Fatal("re-encoding differs")
 			}
+			owned, err := UnmarshalWriteSetOwned(bytes.Clone(b))
+			if err != nil {
+				t.Fatalf("UnmarshalOwned: %v", err)
+			}
+			if !equalMaps(owned.Maps, ws.Maps) {
+				t.Fatalf("owned round trip = %+v, want %+v", owned.Maps, ws.Maps)
+			}
 			b[len(b)-1] ^= 0xff // decoded values must not alias the input
 			if !equalMaps(got.Maps, ws.Maps) {
 				t.Fatal("decoded write set aliases input")
@@ -204,6 +211,10 @@ func TestUnmarshalRejects(t *testing.T) {
 			ws, err := UnmarshalWriteSet(b)
 			if !errors.Is(err, ErrMalformed) || ws != nil {
 				t.Fatalf("UnmarshalWriteSet(%s) = %v, %v; want ErrMalformed", h, ws, err)
+			}
+			ws, err = UnmarshalWriteSetOwned(b)
+			if !errors.Is(err, ErrMalformed) || ws != nil {
+				t.Fatalf("UnmarshalWriteSetOwned(%s) = %v, %v; want ErrMalformed", h, ws, err)
 			}
 		})
 	}

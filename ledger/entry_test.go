@@ -93,6 +93,9 @@ func TestUnmarshalEntryStrict(t *testing.T) {
 			if _, err := UnmarshalEntry(tt.body); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
+			if _, err := UnmarshalEntryNoCopy(tt.body); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("NoCopy: err = %v, want ErrMalformed", err)
+			}
 		})
 	}
 }
@@ -109,6 +112,35 @@ func TestUnmarshalEntryDoesNotAlias(t *testing.T) {
 	}
 	if !bytes.Equal(e.Public, before) {
 		t.Fatal("entry aliases its input")
+	}
+}
+
+// TestUnmarshalEntryNoCopy checks the aliasing decoder gives the same entry
+// as the copying one, that its payloads share body, and that they have no
+// capacity past their ends (an append must never write into body).
+func TestUnmarshalEntryNoCopy(t *testing.T) {
+	for _, e := range []*Entry{txEntry(2, 9, 300), {Kind: KindTx, Term: 1, Index: 1}} {
+		body := e.Marshal()
+		want, err := UnmarshalEntry(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalEntryNoCopy(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("NoCopy:\n got %+v\nwant %+v", got, want)
+		}
+		if len(got.Public) == 0 {
+			continue
+		}
+		if &got.Public[0] != &body[offPublic+4] {
+			t.Fatal("Public does not alias body")
+		}
+		if cap(got.Public) != len(got.Public) || cap(got.Private) != len(got.Private) {
+			t.Fatal("a payload has room past its end: an append would write into body")
+		}
 	}
 }
 
