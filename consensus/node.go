@@ -400,7 +400,13 @@ func (n *Node) replay(commitFloor uint64) error {
 	if n.cfg.Ledger.LastIndex() == 0 {
 		return nil
 	}
-	return ledger.ReadDir(context.Background(), n.cfg.LedgerDir, func(le *ledger.Entry, file string, offset int64) error {
+	// Nothing reads the store before replay ends, so the committed entries
+	// go in through a Loader, in place, and are published once at the end.
+	load, err := n.cfg.Store.NewLoader()
+	if err != nil {
+		return fmt.Errorf("consensus: replay: %w", err)
+	}
+	err = ledger.ReadDir(context.Background(), n.cfg.LedgerDir, func(le *ledger.Entry, file string, offset int64) error {
 		if le.Index > n.cfg.Ledger.LastIndex() {
 			return nil // beyond a torn tail that Open already cut; ReadDir only reads
 		}
@@ -414,16 +420,23 @@ func (n *Node) replay(commitFloor uint64) error {
 		if err := n.replayConfEntry(le); err != nil {
 			return fmt.Errorf("consensus: replay %s offset %d: %w", file, offset, err)
 		}
-		ws, err := n.applyEntry(le)
+		ws, err := n.entryWriteSet(le)
 		if err != nil {
 			return fmt.Errorf("consensus: replay %s offset %d: %w", file, offset, err)
 		}
-		if err := n.cfg.Store.MarkCommitted(le.Index); err != nil {
-			return fmt.Errorf("consensus: replay entry %d: %w", le.Index, err)
+		if err := load.Apply(le.Index, ws); err != nil {
+			return fmt.Errorf("consensus: replay %s offset %d: %w", file, offset, err)
 		}
 		n.notifyCommit(le, ws)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if err := load.Flush(); err != nil {
+		return fmt.Errorf("consensus: replay: %w", err)
+	}
+	return nil
 }
 
 // Run drives the node until ctx is cancelled or Stop is called.
@@ -1023,17 +1036,23 @@ func (n *Node) applyCommitted(ents []*pb.Entry) error {
 // applyEntry applies a committed entry that this node did not execute to the
 // kv store, keeping store versions equal to seqnos.
 func (n *Node) applyEntry(le *ledger.Entry) (*kv.WriteSet, error) {
-	ws := n.emptyWS
-	if le.Kind == ledger.KindTx {
-		var err error
-		if ws, err = n.DecodeWriteSet(le); err != nil {
-			return nil, err
-		}
+	ws, err := n.entryWriteSet(le)
+	if err != nil {
+		return nil, err
 	}
 	if err := n.cfg.Store.Apply(le.Index, ws); err != nil {
 		return nil, err
 	}
 	return ws, nil
+}
+
+// entryWriteSet is what applying le writes: its decoded write set for a
+// transaction, nothing for signature and internal entries.
+func (n *Node) entryWriteSet(le *ledger.Entry) (*kv.WriteSet, error) {
+	if le.Kind != ledger.KindTx {
+		return n.emptyWS, nil
+	}
+	return n.DecodeWriteSet(le)
 }
 
 // DecodeWriteSet returns the full write set of a transaction entry,
