@@ -105,7 +105,10 @@ type Config struct {
 	SigInterval    time.Duration // or this often when anything is unsigned; default 100ms
 
 	// OnCommit, if set, is called on the loop goroutine for every committed
-	// transaction and signature, in seqno order. It must be fast.
+	// transaction and signature, in seqno order. It must be fast. It may
+	// use the write set it is given but must not read the Store: during the
+	// start-up replay (in New) the store is loaded in place and shows the
+	// replayed entries only once replay ends.
 	OnCommit func(CommittedTx)
 	// OnConfChange, if set, is called on the loop goroutine with the new
 	// configuration whenever a configuration entry is applied. It must be

@@ -13,7 +13,13 @@ import (
 // tailCacheSize is how many recent raft entries storage keeps decoded. Raft
 // re-reads every entry once more when it is committed, and followers that lag
 // a little read the recent tail; older entries are read from the ledger.
-const tailCacheSize = 1 << 14
+// tailCacheBytes bounds the same cache by the size of the entries' data:
+// entries of batched ERC-20 transactions are 100-600 KB each, and 16,384 of
+// them (several GB) once made up most of a node's memory.
+const (
+	tailCacheSize  = 1 << 14
+	tailCacheBytes = 64 << 20
+)
 
 // storage implements raft.Storage over the ledger. Raft calls it from the
 // loop goroutine; status readers may call it from others, hence the lock.
@@ -25,6 +31,8 @@ type storage struct {
 	tail map[uint64]*pb.Entry // index -> entry, for indexes > LastIndex-tailCacheSize
 	// tailLow is the lowest index that may still be in tail.
 	tailLow uint64
+	// tailBytes is the size of the data of the entries in tail.
+	tailBytes int
 }
 
 var _ raft.Storage = (*storage)(nil)
@@ -133,25 +141,35 @@ func (s *storage) append(raftEnts []*pb.Entry, ledEnts []*ledger.Entry) error {
 			return fmt.Errorf("consensus: truncate log to %d: %w", first-1, err)
 		}
 		for i := first; i <= last; i++ {
-			delete(s.tail, i)
+			s.evict(i)
 		}
 	}
 	if err := s.led.Append(ledEnts...); err != nil {
 		return fmt.Errorf("consensus: append to ledger: %w", err)
 	}
 	for _, e := range raftEnts {
+		s.evict(e.GetIndex()) // a re-append after a truncation
 		s.tail[e.GetIndex()] = e
+		s.tailBytes += len(e.GetData())
 	}
 	// A truncation can re-add entries below the eviction mark.
 	s.tailLow = min(s.tailLow, first)
-	// Entries are appended in order, so evicting the range that just fell out
-	// of the window keeps the map bounded.
-	if newLast := raftEnts[len(raftEnts)-1].GetIndex(); newLast > tailCacheSize {
-		for ; s.tailLow <= newLast-tailCacheSize; s.tailLow++ {
-			delete(s.tail, s.tailLow)
-		}
+	// Entries are appended in order, so evicting from the oldest keeps the
+	// map within its count and its bytes; the newest entry always stays.
+	newLast := raftEnts[len(raftEnts)-1].GetIndex()
+	for s.tailLow < newLast && (newLast-s.tailLow >= tailCacheSize || s.tailBytes > tailCacheBytes) {
+		s.evict(s.tailLow)
+		s.tailLow++
 	}
 	return nil
+}
+
+// evict drops entry i from the tail cache, if it is there. Caller holds s.mu.
+func (s *storage) evict(i uint64) {
+	if e, ok := s.tail[i]; ok {
+		s.tailBytes -= len(e.GetData())
+		delete(s.tail, i)
+	}
 }
 
 func (s *storage) setHardState(hs *pb.HardState) {

@@ -26,6 +26,10 @@ const (
 	// normally served from the cache without forcing a flush.
 	cacheSize    = 4096
 	writeBufSize = 256 << 10
+	// cacheBytes bounds the cache by the size of its entries too (it is far
+	// above writeBufSize): an ERC-20 batch makes one entry of 100-600 KB,
+	// and 4096 of those would hold gigabytes.
+	cacheBytes = 32 << 20
 )
 
 // Options configures Open.
@@ -71,7 +75,9 @@ type Ledger struct {
 	dirty       bool          // f has writes not yet fsynced
 	dirDirty    bool          // files created, renamed or removed since the last dir fsync
 	cache       [cacheSize]*Entry
-	err         error // sticky: a failed write leaves the files in an unknown state
+	cacheHeld   int    // bytes of the entries in cache
+	cacheLow    uint64 // entries below it are not in cache
+	err         error  // sticky: a failed write leaves the files in an unknown state
 	isClosed    bool
 }
 
@@ -227,7 +233,7 @@ func (l *Ledger) appendOne(e *Entry) error {
 	priv := pub + len(e.Public) + 4
 	cached.Public = nilIfEmpty(rec[pub : pub+len(e.Public) : pub+len(e.Public)])
 	cached.Private = nilIfEmpty(rec[priv:len(rec):len(rec)])
-	l.cache[e.Index%cacheSize] = &cached
+	l.cachePut(&cached)
 
 	if e.Kind == KindSignature && c.size >= l.chunkSize {
 		return l.rotate()
@@ -451,10 +457,9 @@ func (l *Ledger) truncateLocked(last uint64) error {
 		l.dirty = true
 	}
 	for i := last + 1; i <= uint64(len(l.slots)); i++ {
-		if p := &l.cache[i%cacheSize]; *p != nil && (*p).Index == i {
-			*p = nil
-		}
+		l.cacheDrop(i)
 	}
+	l.cacheLow = min(l.cacheLow, last+1)
 	l.slots = l.slots[:last]
 	l.log.Debug("ledger truncated", "last", last)
 	return nil
@@ -621,6 +626,31 @@ func (l *Ledger) needsFlush(lo, hi uint64) bool {
 	return false
 }
 
+// cachePut caches e, the newest entry, and evicts the oldest entries while
+// the cache holds more than cacheBytes (e itself always stays).
+func (l *Ledger) cachePut(e *Entry) {
+	p := &l.cache[e.Index%cacheSize]
+	if *p != nil {
+		l.cacheHeld -= (*p).bodySize()
+	}
+	*p = e
+	l.cacheHeld += e.bodySize()
+	if e.Index >= cacheSize {
+		l.cacheLow = max(l.cacheLow, e.Index-cacheSize+1)
+	}
+	for ; l.cacheHeld > cacheBytes && l.cacheLow < e.Index; l.cacheLow++ {
+		l.cacheDrop(l.cacheLow)
+	}
+}
+
+// cacheDrop removes entry index from the cache, if it is there.
+func (l *Ledger) cacheDrop(index uint64) {
+	if p := &l.cache[index%cacheSize]; *p != nil && (*p).Index == index {
+		l.cacheHeld -= (*p).bodySize()
+		*p = nil
+	}
+}
+
 // cached returns a copy of the cached entry index, or nil.
 func (l *Ledger) cached(index uint64) *Entry {
 	e := l.cache[index%cacheSize]
@@ -691,6 +721,6 @@ func (l *Ledger) Close() error {
 		l.f = nil
 	}
 	l.isClosed = true
-	l.cache = [cacheSize]*Entry{}
+	l.cache, l.cacheHeld = [cacheSize]*Entry{}, 0
 	return err
 }

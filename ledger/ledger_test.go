@@ -467,9 +467,80 @@ func TestReadUnflushed(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.mu.Lock()
-	l.cache = [cacheSize]*Entry{}
+	l.cache, l.cacheHeld = [cacheSize]*Entry{}, 0
 	l.mu.Unlock()
 	checkEntries(t, l, append(es, more...))
+}
+
+// TestCacheBounded appends entries of several sizes, with truncations, and
+// checks the cache stays within its count and byte bounds (the newest entry
+// always cached, even alone above the byte bound), that its byte count
+// matches what it holds, and that every entry reads back the same.
+func TestCacheBounded(t *testing.T) {
+	tests := []struct {
+		name    string
+		n       uint64
+		size    func(i uint64) int
+		truncAt []uint64 // after appending 1..n, append again from each of these
+	}{
+		{name: "small entries", n: cacheSize + 500, size: func(uint64) int { return 20 }},
+		{name: "large entries", n: 100, size: func(uint64) int { return 1 << 20 }},
+		{name: "one entry above the byte bound", n: 3, size: func(i uint64) int { return cacheBytes + int(i) }},
+		{name: "mixed, with truncations", n: 150, size: func(i uint64) int { return int(i%5)<<19 + 10 }, truncAt: []uint64{120, 140, 30}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := openT(t, t.TempDir(), 0)
+			var want []*Entry
+			appendFrom := func(from, term uint64) {
+				if from <= l.LastIndex() {
+					if err := l.Truncate(from - 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want = want[:from-1]
+				for i := from; i <= tt.n; i++ {
+					e := txEntry(term, i, tt.size(i))
+					if err := l.Append(e); err != nil {
+						t.Fatal(err)
+					}
+					want = append(want, e)
+					checkCache(t, l)
+				}
+			}
+			appendFrom(1, 1)
+			for k, at := range tt.truncAt {
+				appendFrom(at, uint64(k+2))
+			}
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			checkEntries(t, l, want)
+		})
+	}
+}
+
+func checkCache(t *testing.T, l *Ledger) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held, n := 0, 0
+	for _, e := range l.cache {
+		if e != nil {
+			held += e.bodySize()
+			n++
+		}
+	}
+	if held != l.cacheHeld {
+		t.Fatalf("cacheHeld %d, entries in the cache hold %d", l.cacheHeld, held)
+	}
+	if n > 1 && held > cacheBytes {
+		t.Fatalf("%d bytes cached in %d entries, bound %d", held, n, cacheBytes)
+	}
+	last := uint64(len(l.slots))
+	if e := l.cache[last%cacheSize]; e == nil || e.Index != last {
+		t.Fatalf("newest entry %d is not cached", last)
+	}
 }
 
 // BenchmarkAppendSync measures group commit as consensus does it: one
