@@ -228,6 +228,10 @@ func FuzzUnmarshalWriteSet(f *testing.F) {
 	f.Add((&WriteSet{}).Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ws, err := UnmarshalWriteSet(b)
+		owned, ownedErr := UnmarshalWriteSetOwned(bytes.Clone(b))
+		if (err == nil) != (ownedErr == nil) || (err == nil && !equalMaps(ws.Maps, owned.Maps)) {
+			t.Fatalf("UnmarshalWriteSet = %v, %v; Owned = %v, %v", ws, err, owned, ownedErr)
+		}
 		if err != nil {
 			if ws != nil {
 				t.Fatal("non-nil write set with error")

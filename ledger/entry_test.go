@@ -176,6 +176,10 @@ func FuzzUnmarshalEntry(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		e, err := UnmarshalEntry(body)
+		nc, ncErr := UnmarshalEntryNoCopy(body)
+		if (err == nil) != (ncErr == nil) || (err == nil && !reflect.DeepEqual(e, nc)) {
+			t.Fatalf("UnmarshalEntry = %+v, %v; NoCopy = %+v, %v", e, err, nc, ncErr)
+		}
 		if err != nil {
 			if e != nil {
 				t.Fatal("entry with error")
