@@ -31,15 +31,16 @@ type storage struct {
 	tail map[uint64]*pb.Entry // index -> entry, for indexes > LastIndex-tailCacheSize
 	// tailLow is the lowest index that may still be in tail.
 	tailLow uint64
-	// tailBytes is the size of the data of the entries in tail.
-	tailBytes int
+	// tailBytes is the size of the data of the entries in tail, at most
+	// tailMax (tailCacheBytes; tests lower it) unless tail holds one entry.
+	tailBytes, tailMax int
 }
 
 var _ raft.Storage = (*storage)(nil)
 
 func newStorage(led *ledger.Ledger, hs *pb.HardState, cs *pb.ConfState) *storage {
 	// Nothing is cached yet: eviction starts from the first entry appended.
-	return &storage{led: led, hs: hs, cs: cs, tail: make(map[uint64]*pb.Entry, tailCacheSize), tailLow: led.LastIndex() + 1}
+	return &storage{led: led, hs: hs, cs: cs, tail: make(map[uint64]*pb.Entry, tailCacheSize), tailLow: led.LastIndex() + 1, tailMax: tailCacheBytes}
 }
 
 // InitialState returns the HardState and ConfState loaded at start-up.
@@ -157,7 +158,7 @@ func (s *storage) append(raftEnts []*pb.Entry, ledEnts []*ledger.Entry) error {
 	// Entries are appended in order, so evicting from the oldest keeps the
 	// map within its count and its bytes; the newest entry always stays.
 	newLast := raftEnts[len(raftEnts)-1].GetIndex()
-	for s.tailLow < newLast && (newLast-s.tailLow >= tailCacheSize || s.tailBytes > tailCacheBytes) {
+	for s.tailLow < newLast && (newLast-s.tailLow >= tailCacheSize || s.tailBytes > s.tailMax) {
 		s.evict(s.tailLow)
 		s.tailLow++
 	}

@@ -21,9 +21,9 @@ func TestStorageTailBounded(t *testing.T) {
 		truncAt []int // append entries 1..n, then again from each of these
 	}{
 		{name: "small entries: count bound", n: tailCacheSize + 100, size: func(int) int { return 10 }},
-		{name: "large entries: byte bound", n: 120, size: func(int) int { return 1 << 20 }},
-		{name: "one entry above the byte bound", n: 3, size: func(i int) int { return tailCacheBytes + 1 + i }},
-		{name: "mixed, with truncations", n: 200, size: func(i int) int { return (i % 7) << 18 }, truncAt: []int{150, 190, 60}},
+		{name: "large entries: byte bound", n: 120, size: func(int) int { return 8 << 10 }},
+		{name: "one entry above the byte bound", n: 3, size: func(i int) int { return testTailMax + 1 + i }},
+		{name: "mixed, with truncations", n: 200, size: func(i int) int { return (i % 7) << 11 }, truncAt: []int{150, 190, 60}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,6 +33,7 @@ func TestStorageTailBounded(t *testing.T) {
 			}
 			defer led.Close()
 			s := newStorage(led, &pb.HardState{}, &pb.ConfState{})
+			s.tailMax = testTailMax // the real bound's sizes, scaled down
 			want := map[uint64][]byte{}
 			appendRange := func(from, to, term int) {
 				var les []*ledger.Entry
@@ -79,6 +80,10 @@ func TestStorageTailBounded(t *testing.T) {
 	}
 }
 
+// testTailMax replaces tailCacheBytes in TestStorageTailBounded, so that
+// entries of a few KB exercise the byte bound quickly.
+const testTailMax = 64 << 10
+
 // check verifies the tail cache's invariants. Caller does not hold s.mu.
 func (s *storage) check(t *testing.T) {
 	t.Helper()
@@ -95,8 +100,8 @@ func (s *storage) check(t *testing.T) {
 	if len(s.tail) > tailCacheSize {
 		t.Fatalf("%d entries cached, bound %d", len(s.tail), tailCacheSize)
 	}
-	if len(s.tail) > 1 && held > tailCacheBytes {
-		t.Fatalf("%d bytes cached in %d entries, bound %d", held, len(s.tail), tailCacheBytes)
+	if len(s.tail) > 1 && held > s.tailMax {
+		t.Fatalf("%d bytes cached in %d entries, bound %d", held, len(s.tail), s.tailMax)
 	}
 	if newest != s.led.LastIndex() {
 		t.Fatalf("newest cached entry %d, last index %d", newest, s.led.LastIndex())

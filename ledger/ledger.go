@@ -76,6 +76,7 @@ type Ledger struct {
 	dirDirty    bool          // files created, renamed or removed since the last dir fsync
 	cache       [cacheSize]*Entry
 	cacheHeld   int    // bytes of the entries in cache
+	cacheMax    int    // bound on cacheHeld: cacheBytes (tests lower it)
 	cacheLow    uint64 // entries below it are not in cache
 	err         error  // sticky: a failed write leaves the files in an unknown state
 	isClosed    bool
@@ -97,7 +98,7 @@ func Open(opts Options) (*Ledger, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	l := &Ledger{dir: opts.Dir, chunkSize: opts.ChunkSize, log: opts.Logger}
+	l := &Ledger{dir: opts.Dir, chunkSize: opts.ChunkSize, log: opts.Logger, cacheMax: cacheBytes}
 	scanned, torn, err := scanDir(context.Background(), l.dir, func(_ string, off int64, bi bodyInfo, body []byte) error {
 		l.slots = append(l.slots, slot{term: bi.term, off: off, size: uint32(len(body))})
 		return nil
@@ -638,7 +639,7 @@ func (l *Ledger) cachePut(e *Entry) {
 	if e.Index >= cacheSize {
 		l.cacheLow = max(l.cacheLow, e.Index-cacheSize+1)
 	}
-	for ; l.cacheHeld > cacheBytes && l.cacheLow < e.Index; l.cacheLow++ {
+	for ; l.cacheHeld > l.cacheMax && l.cacheLow < e.Index; l.cacheLow++ {
 		l.cacheDrop(l.cacheLow)
 	}
 }

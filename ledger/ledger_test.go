@@ -484,13 +484,14 @@ func TestCacheBounded(t *testing.T) {
 		truncAt []uint64 // after appending 1..n, append again from each of these
 	}{
 		{name: "small entries", n: cacheSize + 500, size: func(uint64) int { return 20 }},
-		{name: "large entries", n: 100, size: func(uint64) int { return 1 << 20 }},
-		{name: "one entry above the byte bound", n: 3, size: func(i uint64) int { return cacheBytes + int(i) }},
-		{name: "mixed, with truncations", n: 150, size: func(i uint64) int { return int(i%5)<<19 + 10 }, truncAt: []uint64{120, 140, 30}},
+		{name: "large entries", n: 100, size: func(uint64) int { return 8 << 10 }},
+		{name: "one entry above the byte bound", n: 3, size: func(i uint64) int { return testCacheMax + int(i) }},
+		{name: "mixed, with truncations", n: 150, size: func(i uint64) int { return int(i%5)<<12 + 10 }, truncAt: []uint64{120, 140, 30}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openT(t, t.TempDir(), 0)
+			l.cacheMax = testCacheMax // the real bound's sizes, scaled down
 			var want []*Entry
 			appendFrom := func(from, term uint64) {
 				if from <= l.LastIndex() {
@@ -500,7 +501,7 @@ func TestCacheBounded(t *testing.T) {
 				}
 				want = want[:from-1]
 				for i := from; i <= tt.n; i++ {
-					e := txEntry(term, i, tt.size(i))
+					e := &Entry{Kind: KindTx, Term: term, Index: i, Public: bytes.Repeat([]byte{byte(i + term)}, tt.size(i))}
 					if err := l.Append(e); err != nil {
 						t.Fatal(err)
 					}
@@ -520,6 +521,10 @@ func TestCacheBounded(t *testing.T) {
 	}
 }
 
+// testCacheMax replaces cacheBytes in TestCacheBounded, so that entries of
+// a few KB exercise the byte bound quickly.
+const testCacheMax = 64 << 10
+
 func checkCache(t *testing.T, l *Ledger) {
 	t.Helper()
 	l.mu.Lock()
@@ -534,8 +539,8 @@ func checkCache(t *testing.T, l *Ledger) {
 	if held != l.cacheHeld {
 		t.Fatalf("cacheHeld %d, entries in the cache hold %d", l.cacheHeld, held)
 	}
-	if n > 1 && held > cacheBytes {
-		t.Fatalf("%d bytes cached in %d entries, bound %d", held, n, cacheBytes)
+	if n > 1 && held > l.cacheMax {
+		t.Fatalf("%d bytes cached in %d entries, bound %d", held, n, l.cacheMax)
 	}
 	last := uint64(len(l.slots))
 	if e := l.cache[last%cacheSize]; e == nil || e.Index != last {
