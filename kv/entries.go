@@ -51,6 +51,17 @@ func (m entries) set(key string, e entry) { m.t.Set(item{key: key, entry: e}) }
 
 func (m entries) delete(key string) { m.t.Delete(item{key: key}) }
 
+// apply makes writes, made at version, to m (which must be mutable).
+func (m entries) apply(writes []Write, version uint64) {
+	for _, w := range writes {
+		if w.Deleted {
+			m.delete(w.Key)
+		} else {
+			m.set(w.Key, entry{value: w.Value, version: version})
+		}
+	}
+}
+
 // cursor walks the keys of m that are >= from, in order.
 type cursor struct {
 	it      btree.IterG[item]

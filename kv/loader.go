@@ -51,13 +51,7 @@ func (l *Loader) Apply(version uint64, ws *WriteSet) error {
 				ms = &mapState{entries: published.entries.mutable()}
 				l.dirty[mw.Name] = ms
 			}
-			for _, w := range mw.Writes {
-				if w.Deleted {
-					ms.entries.delete(w.Key)
-				} else {
-					ms.entries.set(w.Key, entry{value: w.Value, version: version})
-				}
-			}
+			ms.entries.apply(mw.Writes, version)
 			ms.version = version
 		}
 	}

@@ -171,13 +171,7 @@ func (s *Store) Apply(version uint64, ws *WriteSet) error {
 			}
 			ms, _ := maps.Get(mw.Name)
 			entries := ms.entries.mutable()
-			for _, w := range mw.Writes {
-				if w.Deleted {
-					entries.delete(w.Key)
-				} else {
-					entries.set(w.Key, entry{value: w.Value, version: version})
-				}
-			}
+			entries.apply(mw.Writes, version)
 			maps = maps.Set(mw.Name, mapState{entries: entries, version: version})
 		}
 	}
