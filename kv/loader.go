@@ -31,9 +31,6 @@ func (s *Store) NewLoader() (*Loader, error) {
 	return &Loader{s: s, base: head, dirty: make(map[string]*mapState), version: head.version}, nil
 }
 
-// Version returns the last version applied (published or not).
-func (l *Loader) Version() uint64 { return l.version }
-
 // Apply applies ws at version, which must be above every version applied
 // before. Like Store.Apply it takes ownership of the value slices in ws.
 func (l *Loader) Apply(version uint64, ws *WriteSet) error {

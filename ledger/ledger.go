@@ -628,7 +628,7 @@ func (l *Ledger) needsFlush(lo, hi uint64) bool {
 }
 
 // cachePut caches e, the newest entry, and evicts the oldest entries while
-// the cache holds more than cacheBytes (e itself always stays).
+// the cache holds more than cacheMax bytes (e itself always stays).
 func (l *Ledger) cachePut(e *Entry) {
 	p := &l.cache[e.Index%cacheSize]
 	if *p != nil {
