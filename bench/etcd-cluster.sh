@@ -17,9 +17,10 @@
 # the loopback interface, and TLS would add a cost coco pays (its clients
 # speak TLS) without changing what is compared most, the durable commit.
 #
-# etcd comes from Debian's etcd-server package, installed if `etcd` is not
-# on PATH. start prints the endpoints, comma-separated, as the only line on
-# stdout: `benchpeers etcd --endpoints "$(bench/etcd-cluster.sh start DIR)"`.
+# etcd comes from Debian's etcd-server package and etcdctl from etcd-client,
+# installed if either is not on PATH. start prints the endpoints,
+# comma-separated, as the only line on stdout:
+# `benchpeers etcd --endpoints "$(bench/etcd-cluster.sh start DIR)"`.
 set -euo pipefail
 
 members=3
@@ -36,12 +37,17 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# ensure_etcd installs etcd and etcdctl (compare.sh asks etcdctl for the
+# leader) unless both are on PATH: a machine may have etcd-server alone.
 ensure_etcd() {
-  command -v etcd >/dev/null 2>&1 && return
-  log "installing etcd-server (and etcd-client for etcdctl) from Debian"
+  command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1 && return
+  log "installing etcd-server and etcd-client (for etcdctl) from Debian"
   as_root apt-get update -qq >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >&2
-  command -v etcd >/dev/null 2>&1 || { log "etcd is still not on PATH"; exit 1; }
+  local cmd
+  for cmd in etcd etcdctl; do
+    command -v "$cmd" >/dev/null 2>&1 || { log "$cmd is still not on PATH"; exit 1; }
+  done
 }
 
 # healthy URL: whether the member serving clients at URL reports health.
