@@ -149,7 +149,6 @@ func (s *storage) append(raftEnts []*pb.Entry, ledEnts []*ledger.Entry) error {
 		return fmt.Errorf("consensus: append to ledger: %w", err)
 	}
 	for _, e := range raftEnts {
-		s.evict(e.GetIndex()) // keeps tailBytes exact should the index still be cached
 		s.tail[e.GetIndex()] = e
 		s.tailBytes += len(e.GetData())
 	}
