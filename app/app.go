@@ -41,6 +41,18 @@ type Runner interface {
 	Run(ctx context.Context, h Host) error
 }
 
+// CommitObserver is implemented by an application that keeps derived
+// state of its own in memory, such as the Ethereum app's index of block and
+// transaction hashes. The node calls Committed with the write set of every
+// committed transaction (private maps in clear), in seqno order, on every
+// node, including while it replays its ledger at start-up. It runs on the
+// consensus loop: it must be fast, must not block, and must not read the
+// store. What it records is visible before the committed state that holds
+// it, so readers must check what it points to in their own snapshot.
+type CommitObserver interface {
+	Committed(seqno uint64, ws *kv.WriteSet)
+}
+
 // Host is what the framework offers a Runner.
 type Host interface {
 	// Begin starts a read-write transaction on the latest state, including

@@ -111,6 +111,9 @@ type Node struct {
 	tr      *transport.Transport
 	fwd     *forwarder
 
+	// observers are the applications that derive state from commits.
+	observers []app.CommitObserver
+
 	joinPeers    []joinPeer // peers named by the join target, until the ledger names them
 	members      atomic.Pointer[members]
 	membershipCh chan struct{}
@@ -210,6 +213,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.hist = newHistoryIndex(cfg.Apps)
+	for _, a := range cfg.Apps {
+		if o, ok := a.(app.CommitObserver); ok {
+			n.observers = append(n.observers, o)
+		}
+	}
 	n.metrics = newMetrics(n)
 	n.fwd = newForwarder(n.id.serviceCert, n.id.tlsCert())
 	if n.tr, err = n.newTransport(nodeLn); err != nil {
@@ -427,6 +435,9 @@ func (c *Config) genesis() (*gov.Genesis, error) {
 
 func (n *Node) onCommit(c consensus.CommittedTx) {
 	n.hist.record(c.TxID.Seqno, c.WriteSet)
+	for _, o := range n.observers {
+		o.Committed(c.TxID.Seqno, c.WriteSet)
+	}
 	n.metrics.committed.Inc()
 	for _, m := range c.WriteSet.Maps {
 		switch m.Name {

@@ -61,6 +61,7 @@ type App struct {
 	cfg     Config
 	exec    atomic.Pointer[Executor] // from the chain id at genesis; see executor
 	builder *builder
+	index   *hashIndex
 	log     *slog.Logger
 	host    hostRef
 	// methodTable maps JSON-RPC method names to their handlers.
@@ -68,9 +69,10 @@ type App struct {
 }
 
 var (
-	_ app.Application   = (*App)(nil)
-	_ app.GenesisWriter = (*App)(nil)
-	_ app.Runner        = (*App)(nil)
+	_ app.Application    = (*App)(nil)
+	_ app.GenesisWriter  = (*App)(nil)
+	_ app.Runner         = (*App)(nil)
+	_ app.CommitObserver = (*App)(nil)
 )
 
 // DefaultChainID is the chain id of a new service unless configured.
@@ -93,7 +95,7 @@ func New(cfg Config) *App {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	a := &App{cfg: cfg, log: cfg.Logger}
+	a := &App{cfg: cfg, log: cfg.Logger, index: newHashIndex()}
 	a.builder = newBuilder(a.executor, cfg.MaxBatch, cfg.QueueLength, cfg.Logger)
 	a.methodTable = a.methods()
 	return a
@@ -119,6 +121,10 @@ func (a *App) Name() string { return "evm" }
 // IndexedMaps implements app.Application: the chain keeps its own history
 // (blocks and receipts), so no map needs the framework's index.
 func (a *App) IndexedMaps() []string { return nil }
+
+// Committed implements app.CommitObserver: it indexes the hashes of
+// committed blocks and transactions.
+func (a *App) Committed(_ uint64, ws *kv.WriteSet) { a.index.add(ws) }
 
 // Endpoints implements app.Application.
 func (a *App) Endpoints() []app.Endpoint {

@@ -18,14 +18,22 @@ import (
 )
 
 // The private maps of the chain: blocks, their hashes, transactions with
-// their receipts, and the head.
+// their receipts, and the head. The chain's maps are keyed by block number,
+// so each block appends to them; lookups by hash go through hashIndex,
+// which every node derives from HashesMap.
 const (
 	// BlocksMap: number (8 bytes, big-endian) -> blockRecord (RLP).
 	BlocksMap = "eth.blocks"
-	// BlockHashesMap: block hash (32) -> number (8).
-	BlockHashesMap = "eth.block_hashes"
-	// TxsMap: transaction hash (32) -> txRecord (RLP).
+	// HashesMap: number (8) -> block hash (32) | transaction hash (32,
+	// zero for the genesis block).
+	HashesMap = "eth.hashes"
+	// TxsMap: number of the transaction's block (8) -> txRecord (RLP).
+	// Ledgers written before 2026-12-06 also hold records keyed by
+	// transaction hash (32 bytes), which are still read.
 	TxsMap = "eth.txs"
+	// legacyBlockHashesMap: block hash (32) -> number (8), written before
+	// 2026-12-06 instead of HashesMap; still read.
+	legacyBlockHashesMap = "eth.block_hashes"
 	// MetaMap: "head" -> number (8) | hash (32); "chain_id" -> chain id
 	// (8, big-endian), written at genesis.
 	MetaMap    = "eth.meta"
@@ -135,18 +143,14 @@ func readBlock(tx *kv.Tx, n uint64) (*blockRecord, bool, error) {
 	return &r, true, nil
 }
 
-func readBlockNumber(tx *kv.Tx, hash common.Hash) (uint64, bool) {
-	b, ok := tx.Get(BlockHashesMap, string(hash[:]))
-	if !ok || len(b) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(b), true
-}
-
-func readTx(tx *kv.Tx, hash common.Hash) (*txRecord, bool, error) {
-	b, ok := tx.Get(TxsMap, string(hash[:]))
+// readTxAt returns the record of transaction hash, the one of block n.
+func readTxAt(tx *kv.Tx, n uint64, hash common.Hash) (*txRecord, bool, error) {
+	b, ok := tx.Get(TxsMap, blockKey(n))
 	if !ok {
-		return nil, false, nil
+		// A record of a ledger written before 2026-12-06.
+		if b, ok = tx.Get(TxsMap, string(hash[:])); !ok {
+			return nil, false, nil
+		}
 	}
 	var r txRecord
 	if err := rlp.DecodeBytes(b, &r); err != nil {
@@ -166,9 +170,12 @@ func writeBlock(tx *kv.Tx, b *blockRecord, hash common.Hash) error {
 	binary.BigEndian.PutUint64(head[:8], n)
 	copy(head[8:40], hash[:])
 	binary.BigEndian.PutUint64(head[40:], b.Header.Time)
+	var hashes [64]byte
+	copy(hashes[:32], hash[:])
+	copy(hashes[32:], b.Tx[:])
 	return errors.Join(
 		tx.Put(BlocksMap, blockKey(n), enc),
-		tx.Put(BlockHashesMap, string(hash[:]), head[:8]),
+		tx.Put(HashesMap, blockKey(n), hashes[:]),
 		tx.Put(MetaMap, headKey, head[:]),
 	)
 }
@@ -382,7 +389,7 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(tx.Put(TxsMap, string(r.TxHash[:]), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash}, r.BlockHash)); err != nil {
+	if err := errors.Join(tx.Put(TxsMap, blockKey(number), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash}, r.BlockHash)); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -526,10 +526,24 @@ func (q *queued) await(ctx context.Context) (any, error) {
 // visibleTx loads a transaction the caller may see; ok is false when it
 // does not exist or is not the caller's to see.
 func (a *App) visibleTx(c *call, hash common.Hash) (*txRecord, *types.Transaction, bool, error) {
-	rec, ok, err := readTx(c.tx, hash)
+	rec, ok, err := a.index.readTx(c.tx, hash)
 	if err != nil || !ok {
 		return nil, nil, false, err
 	}
+	return a.visible(c, rec, hash)
+}
+
+// visibleTxAt is visibleTx for the transaction of block n.
+func (a *App) visibleTxAt(c *call, n uint64, hash common.Hash) (*txRecord, *types.Transaction, bool, error) {
+	rec, ok, err := readTxAt(c.tx, n, hash)
+	if err != nil || !ok {
+		return nil, nil, false, err
+	}
+	return a.visible(c, rec, hash)
+}
+
+// visible decodes rec's transaction, hash, if the caller may see it.
+func (a *App) visible(c *call, rec *txRecord, hash common.Hash) (*txRecord, *types.Transaction, bool, error) {
 	t := new(types.Transaction)
 	if err := t.UnmarshalBinary(rec.Raw); err != nil {
 		return nil, nil, false, fmt.Errorf("evm: stored transaction %s: %w", hash, err)
@@ -603,7 +617,7 @@ func (a *App) getBlockByHash(c *call, params []json.RawMessage) (any, error) {
 	if err := param(params, 1, "fullTransactions", false, &full); err != nil {
 		return nil, err
 	}
-	n, ok := readBlockNumber(c.tx, hash)
+	n, ok := a.index.blockNumber(c.tx, hash)
 	if !ok {
 		return nil, nil
 	}
@@ -620,7 +634,7 @@ func (a *App) blockView(c *call, n uint64, full bool) (any, error) {
 	var t *types.Transaction
 	if b.Tx != (common.Hash{}) {
 		var visible bool
-		if rec, t, visible, err = a.visibleTx(c, b.Tx); err != nil {
+		if rec, t, visible, err = a.visibleTxAt(c, n, b.Tx); err != nil {
 			return nil, err
 		}
 		if !visible {
@@ -686,7 +700,7 @@ func (a *App) getLogs(c *call, params []json.RawMessage) (any, error) {
 		if f.FromBlock != nil || f.ToBlock != nil {
 			return nil, invalidParams("blockHash excludes fromBlock and toBlock")
 		}
-		n, ok := readBlockNumber(c.tx, *f.BlockHash)
+		n, ok := a.index.blockNumber(c.tx, *f.BlockHash)
 		if !ok {
 			return nil, errorf(codeServer, "unknown block %s", f.BlockHash)
 		}
@@ -723,7 +737,7 @@ func (a *App) getLogs(c *call, params []json.RawMessage) (any, error) {
 		if !ok || b.Tx == (common.Hash{}) || !bloomMatch(b.Header.Bloom, addrs, topics) {
 			continue
 		}
-		rec, _, visible, err := a.visibleTx(c, b.Tx)
+		rec, _, visible, err := a.visibleTxAt(c, n, b.Tx)
 		if err != nil {
 			return nil, err
 		}

@@ -26,11 +26,12 @@ import (
 )
 
 // fakeHost orders and commits a transaction at once on a kv store, like a
-// one-node service.
+// one-node service, and tells observer of each commit as the node does.
 type fakeHost struct {
-	store   *kv.Store
-	mu      sync.Mutex
-	primary bool
+	store    *kv.Store
+	observer app.CommitObserver
+	mu       sync.Mutex
+	primary  bool
 }
 
 func (h *fakeHost) Begin() *kv.Tx { return h.store.Begin() }
@@ -51,11 +52,15 @@ func (h *fakeHost) Submit(_ context.Context, tx *kv.Tx, ordered func()) error {
 		return err
 	}
 	v := h.store.Version() + 1
-	if err := h.store.Apply(v, tx.WriteSet()); err != nil {
+	ws := tx.WriteSet()
+	if err := h.store.Apply(v, ws); err != nil {
 		return err
 	}
 	if ordered != nil {
 		ordered()
+	}
+	if h.observer != nil {
+		h.observer.Committed(v, ws)
 	}
 	return h.store.MarkCommitted(v)
 }
@@ -92,6 +97,7 @@ func newRPCFixture(t *testing.T) *rpcFixture {
 		}
 	}
 	f.app = New(Config{ChainID: testChainID, Alloc: alloc})
+	f.host.observer = f.app
 	if err := f.app.WriteGenesis(tx); err != nil {
 		t.Fatal(err)
 	}

@@ -213,6 +213,9 @@ func TestRestartKeepsCommittedData(t *testing.T) {
 	for id := 1; id <= n; id++ {
 		maxSeqno = max(maxSeqno, seqnoOf(t, recs[id].txid))
 	}
+	// An Ethereum transaction: nodes find it by hash through an index
+	// they rebuild from the ledger when they start.
+	ethTx, ethBlock := ethTransfer(t, s, c, 0)
 
 	// Clean stop: exit 0, no node left behind.
 	nodePID := s.info.Nodes[0].PID
@@ -259,6 +262,23 @@ func TestRestartKeepsCommittedData(t *testing.T) {
 		if out, code := verifyReceipt(t, t.TempDir(), "receipt.cose", s.info.ServiceCert, r.Body); code != 0 {
 			t.Errorf("COSE receipt for %s after restart does not verify (exit %d):\n%s", tx, code, out)
 		}
+	}
+	for i := range s.info.Nodes {
+		nc := s.nodeClient(t, i, 0)
+		waitFor(t, startTimeout, "node "+strconv.Itoa(i)+" to find the Ethereum transaction by hash", func() (bool, string) {
+			rc, ok := ethReceipt(t, nc, ethTx)
+			if !ok {
+				return false, "no receipt"
+			}
+			if rc.BlockHash != ethBlock || rc.Status != 1 {
+				t.Fatalf("node %d: receipt of %s after restart: block %s status %d, want block %s status 1", i, ethTx, rc.BlockHash, rc.Status, ethBlock)
+			}
+			txs, ok := ethBlockTxs(t, nc, ethBlock)
+			if !ok || len(txs) != 1 || txs[0] != ethTx {
+				t.Fatalf("node %d: block %s after restart holds %v (found %v), want [%s]", i, ethBlock, txs, ok, ethTx)
+			}
+			return true, ""
+		})
 	}
 	if seq := seqnoOf(t, c.write("public", 5000, "after restart")); seq <= maxSeqno {
 		t.Errorf("a write after the restart got seqno %d, not above the last one before it (%d)", seq, maxSeqno)
