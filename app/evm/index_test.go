@@ -1,6 +1,7 @@
 package evm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/big"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/ethereum/go-ethereum/trie"
 )
 
 // commitWS applies ws at the next version and commits it, telling x of it
@@ -157,5 +159,60 @@ func TestHashIndexIgnoresMalformedWrites(t *testing.T) {
 	}}}})
 	if len(x.blocks) != 0 || len(x.txs) != 0 {
 		t.Errorf("index holds %d blocks and %d transactions, want none", len(x.blocks), len(x.txs))
+	}
+}
+
+// rawList is a one-item types.DerivableList of any encoding.
+type rawList []byte
+
+func (l rawList) Len() int                           { return 1 }
+func (l rawList) EncodeIndex(_ int, w *bytes.Buffer) { w.Write(l) }
+
+func TestSingleItemRoot(t *testing.T) {
+	key := testKey(t, 1)
+	signer := types.LatestSignerForChainID(big.NewInt(testChainID))
+	to := common.HexToAddress("0x1234")
+	log := &types.Log{Address: to, Topics: []common.Hash{common.HexToHash("0xaa"), common.HexToHash("0xbb")}, Data: []byte("log data")}
+	st := trie.NewStackTrie(nil)
+	for i, inner := range []types.TxData{
+		&types.LegacyTx{Nonce: 1, GasPrice: new(big.Int), Gas: 21000, To: &to, Value: big.NewInt(1)},
+		&types.AccessListTx{ChainID: big.NewInt(testChainID), Nonce: 2, GasPrice: new(big.Int), Gas: 50000, To: &to, AccessList: types.AccessList{{Address: to, StorageKeys: []common.Hash{{1}}}}},
+		&types.DynamicFeeTx{ChainID: big.NewInt(testChainID), Nonce: 3, GasTipCap: new(big.Int), GasFeeCap: new(big.Int), Gas: 3_000_000, Data: bytes.Repeat([]byte{0x60}, 5000)},
+	} {
+		tx, err := types.SignNewTx(key, signer, inner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := tx.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := singleItemRoot(enc), types.DeriveSha(types.Transactions{tx}, st); got != want {
+			t.Errorf("transaction %d (type %d): root %s, DeriveSha %s", i, tx.Type(), got, want)
+		}
+		for _, r := range []*types.Receipt{
+			{Type: tx.Type(), Status: 1, CumulativeGasUsed: 21000},
+			{Type: tx.Type(), Status: 0, CumulativeGasUsed: 1 << 40, Logs: []*types.Log{log, log}},
+		} {
+			r.Bloom = types.CreateBloom(r)
+			enc, err := r.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := singleItemRoot(enc), types.DeriveSha(types.Receipts{r}, st); got != want {
+				t.Errorf("receipt of type %d with %d logs: root %s, DeriveSha %s", r.Type, len(r.Logs), got, want)
+			}
+		}
+	}
+	// Encodings of every size class: a single byte, short and long strings,
+	// nodes under and over 32 bytes. (An empty one stores nothing in a
+	// trie; no transaction or receipt encodes to nothing.)
+	for _, n := range []int{1, 2, 20, 27, 28, 29, 30, 55, 56, 57, 255, 256, 70000} {
+		for _, fill := range []byte{0x00, 0x7f, 0x80, 0xff} {
+			enc := bytes.Repeat([]byte{fill}, n)
+			if got, want := singleItemRoot(enc), types.DeriveSha(rawList(enc), st); got != want {
+				t.Errorf("%d bytes of %#x: root %s, DeriveSha %s", n, fill, got, want)
+			}
+		}
 	}
 }

@@ -393,6 +393,9 @@ func (s *StateDB) SetTransientState(addr common.Address, key, value common.Hash)
 }
 
 func (s *StateDB) setTransient(addr common.Address, key, value common.Hash) {
+	if s.transient == nil {
+		s.transient = map[common.Address]map[common.Hash]common.Hash{}
+	}
 	m := s.transient[addr]
 	if m == nil {
 		m = map[common.Hash]common.Hash{}
@@ -484,6 +487,17 @@ type accessList struct {
 	addresses map[common.Address]map[common.Hash]struct{}
 }
 
+// reset empties the list. It keeps the address map for the next
+// transaction, which warms some twenty addresses again (its sender and
+// destination, and the precompiles), unless one transaction made it big.
+func (al *accessList) reset() {
+	if len(al.addresses) > 64 {
+		al.addresses = nil
+	} else {
+		clear(al.addresses)
+	}
+}
+
 func (al *accessList) addAddress(addr common.Address) bool {
 	if al.addresses == nil {
 		al.addresses = map[common.Address]map[common.Hash]struct{}{}
@@ -500,7 +514,7 @@ func (al *accessList) addAddress(addr common.Address) bool {
 // from Shanghai, the coinbase) and transient storage.
 func (s *StateDB) Prepare(rules params.Rules, sender, coinbase common.Address, dst *common.Address, precompiles []common.Address, list types.AccessList) {
 	if rules.IsEIP2929 {
-		s.accessList = accessList{}
+		s.accessList.reset()
 		s.accessList.addAddress(sender)
 		if dst != nil {
 			s.accessList.addAddress(*dst)
@@ -523,7 +537,7 @@ func (s *StateDB) Prepare(rules params.Rules, sender, coinbase common.Address, d
 			s.accessList.addAddress(coinbase)
 		}
 	}
-	s.transient = map[common.Address]map[common.Hash]common.Hash{}
+	s.transient = nil // made by the first SetTransientState
 }
 
 // RevertToSnapshot implements vm.StateDB.
@@ -606,7 +620,7 @@ func (s *StateDB) Finalise(rules params.Rules) *bal.ConstructionBlockAccessList 
 	s.journal = s.journal[:0]
 	s.revisions = s.revisions[:0]
 	s.refund = 0
-	s.accessList = accessList{}
+	s.accessList.reset()
 	return nil
 }
 
