@@ -68,6 +68,11 @@ type Host interface {
 	Submit(ctx context.Context, tx *kv.Tx, ordered func()) error
 	// IsPrimary reports whether this node is the primary now.
 	IsPrimary() bool
+	// CommittedWrites returns the writes of the committed transaction at
+	// seqno (private maps in clear), read from this node's ledger: for
+	// state an application keeps in the ledger only, such as the Ethereum
+	// app's older blocks. The result must not be modified.
+	CommittedWrites(seqno uint64) (*kv.WriteSet, error)
 }
 
 // ErrNotPrimary says a request needs the primary. A ReadOnly handler that

@@ -544,6 +544,21 @@ func (h appHost) Begin() *kv.Tx { return h.n.store.Begin() }
 
 func (h appHost) IsPrimary() bool { return h.n.cons.Status().IsPrimary }
 
+func (h appHost) CommittedWrites(seqno uint64) (*kv.WriteSet, error) {
+	if c := h.n.store.CommittedVersion(); seqno == 0 || seqno > c {
+		return nil, fmt.Errorf("node: transaction %d is not committed (committed up to %d)", seqno, c)
+	}
+	le, err := h.n.led.Entry(seqno)
+	if err != nil {
+		return nil, fmt.Errorf("node: ledger entry %d: %w", seqno, err)
+	}
+	ws, err := h.n.cons.DecodeWriteSet(le)
+	if err != nil {
+		return nil, fmt.Errorf("node: ledger entry %d: %w", seqno, err)
+	}
+	return ws, nil
+}
+
 func (h appHost) Submit(ctx context.Context, tx *kv.Tx, ordered func()) error {
 	var cb func(consensus.TxID)
 	if ordered != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cocoledger/coco/app"
 	"github.com/cocoledger/coco/app/logging"
+	"github.com/cocoledger/coco/consensus"
 	cococrypto "github.com/cocoledger/coco/crypto"
 	"github.com/cocoledger/coco/receipt"
 )
@@ -259,6 +260,40 @@ func TestReadBody(t *testing.T) {
 		got, err := readBody(strings.NewReader(tc.body), tc.length)
 		if (err != nil) != tc.wantErr || (!tc.wantErr && string(got) != tc.body) {
 			t.Errorf("%s: %q, %v", tc.name, got, err)
+		}
+	}
+}
+
+// appHost.CommittedWrites reads a committed transaction's writes back from
+// the ledger, private maps decrypted, and refuses what is not committed.
+func TestAppHostCommittedWrites(t *testing.T) {
+	certPath, pair := newUser(t, t.TempDir())
+	tn := startTestNode(t, t.TempDir(), certPath, pair)
+	code, h, body := tn.do(t, tn.client, "POST", "/app/log/private", `{"id":7,"msg":"secret seven"}`)
+	if code != 200 {
+		t.Fatalf("write: %d %s", code, body)
+	}
+	id, err := consensus.ParseTxID(h.Get(TxIDHeader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := appHost{tn.n}
+	ws, err := host.CommittedWrites(id.Seqno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mw := range ws.Maps {
+		for _, w := range mw.Writes {
+			found = found || bytes.Contains(w.Value, []byte("secret seven"))
+		}
+	}
+	if !found {
+		t.Errorf("the writes of %s do not hold the record in clear: %+v", id, ws)
+	}
+	for _, seqno := range []uint64{0, tn.n.store.CommittedVersion() + 1} {
+		if ws, err := host.CommittedWrites(seqno); err == nil {
+			t.Errorf("CommittedWrites(%d) = %+v, want an error", seqno, ws)
 		}
 	}
 }

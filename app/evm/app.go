@@ -51,6 +51,11 @@ type Config struct {
 	// QueueLength bounds the transactions waiting for the builder;
 	// default 20000. Past it eth_sendRawTransaction asks to retry.
 	QueueLength int
+	// RecentBlocks is how many of the newest blocks keep their records in
+	// memory (older ones are read from the ledger); default
+	// DefaultRecentBlocks, at least MinRecentBlocks. The primary's value
+	// decides what is deleted.
+	RecentBlocks int
 	// Version goes into web3_clientVersion.
 	Version string
 	Logger  *slog.Logger
@@ -61,7 +66,7 @@ type App struct {
 	cfg     Config
 	exec    atomic.Pointer[Executor] // from the chain id at genesis; see executor
 	builder *builder
-	index   *hashIndex
+	index   *chainIndex
 	log     *slog.Logger
 	host    hostRef
 	// methodTable maps JSON-RPC method names to their handlers.
@@ -89,13 +94,17 @@ func New(cfg Config) *App {
 	if cfg.QueueLength <= 0 {
 		cfg.QueueLength = 20000
 	}
+	if cfg.RecentBlocks <= 0 {
+		cfg.RecentBlocks = DefaultRecentBlocks
+	}
+	cfg.RecentBlocks = max(cfg.RecentBlocks, MinRecentBlocks)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, index: newHashIndex()}
+	a := &App{cfg: cfg, log: cfg.Logger, index: newChainIndex()}
 	a.builder = newBuilder(a.executor, cfg.MaxBatch, cfg.QueueLength, cfg.Logger)
 	a.methodTable = a.methods()
 	return a
@@ -111,7 +120,9 @@ func (a *App) executor(tx *kv.Tx) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.exec.CompareAndSwap(nil, NewExecutor(id))
+	e := NewExecutor(id)
+	e.recent = uint64(a.cfg.RecentBlocks)
+	a.exec.CompareAndSwap(nil, e)
 	return a.exec.Load(), nil
 }
 
@@ -123,8 +134,8 @@ func (a *App) Name() string { return "evm" }
 func (a *App) IndexedMaps() []string { return nil }
 
 // Committed implements app.CommitObserver: it indexes the hashes of
-// committed blocks and transactions.
-func (a *App) Committed(_ uint64, ws *kv.WriteSet) { a.index.add(ws) }
+// committed blocks and transactions, and where each block is.
+func (a *App) Committed(seqno uint64, ws *kv.WriteSet) { a.index.add(seqno, ws) }
 
 // Endpoints implements app.Application.
 func (a *App) Endpoints() []app.Endpoint {

@@ -142,22 +142,6 @@ func readBlock(tx *kv.Tx, n uint64) (*blockRecord, bool, error) {
 	return &r, true, nil
 }
 
-// readTxAt returns the record of transaction hash, the one of block n.
-func readTxAt(tx *kv.Tx, n uint64, hash common.Hash) (*txRecord, bool, error) {
-	b, ok := tx.Get(TxsMap, blockKey(n))
-	if !ok {
-		// A record of a ledger written before 2026-12-06.
-		if b, ok = tx.Get(TxsMap, string(hash[:])); !ok {
-			return nil, false, nil
-		}
-	}
-	var r txRecord
-	if err := rlp.DecodeBytes(b, &r); err != nil {
-		return nil, false, fmt.Errorf("evm: transaction %s: %w", hash, err)
-	}
-	return &r, true, nil
-}
-
 // writeBlock stores b, whose header hashes to hash, as the new head.
 func writeBlock(tx *kv.Tx, b *blockRecord, hash common.Hash) error {
 	enc, err := rlp.EncodeToBytes(b)
@@ -271,12 +255,25 @@ type Executor struct {
 	config   *params.ChainConfig
 	signer   types.Signer
 	gasLimit uint64
+	recent   uint64 // see DefaultRecentBlocks
 }
+
+// DefaultRecentBlocks is how many of the newest blocks keep their records
+// (block, transaction and receipt, hashes) in the kv store. Executing
+// block n deletes block n-DefaultRecentBlocks's records from it, a
+// replicated write like any other; their committed values stay in the
+// ledger, where the RPC methods read them (chainIndex). It keeps a node's
+// memory from growing with the chain's history. At least
+// MinRecentBlocks: the EVM's BLOCKHASH reads the last 256 blocks.
+const (
+	DefaultRecentBlocks = 8192
+	MinRecentBlocks     = 257
+)
 
 // NewExecutor returns an Executor for chain id.
 func NewExecutor(chainID uint64) *Executor {
 	cfg := ChainConfig(chainID)
-	return &Executor{config: cfg, signer: types.LatestSignerForChainID(cfg.ChainID), gasLimit: DefaultGasLimit}
+	return &Executor{config: cfg, signer: types.LatestSignerForChainID(cfg.ChainID), gasLimit: DefaultGasLimit, recent: DefaultRecentBlocks}
 }
 
 // Signer is the chain's transaction signer.
@@ -411,6 +408,12 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	}
 	if err := errors.Join(tx.Put(TxsMap, blockKey(number), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash}, r.BlockHash)); err != nil {
 		return nil, err
+	}
+	if number > e.recent {
+		old := blockKey(number - e.recent)
+		if err := errors.Join(tx.Delete(BlocksMap, old), tx.Delete(TxsMap, old), tx.Delete(HashesMap, old)); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

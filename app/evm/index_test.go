@@ -2,163 +2,127 @@ package evm
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math/big"
+	"reflect"
 	"testing"
 
 	"github.com/cocoledger/coco/kv"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/rlp"
+	"github.com/ethereum/go-ethereum/core/vm"
+	"github.com/ethereum/go-ethereum/core/vm/program"
 	"github.com/ethereum/go-ethereum/trie"
 )
 
-// commitWS applies ws at the next version and commits it, telling x of it
-// first, in the node's order: observers hear of a commit before the
-// committed state is published.
-func commitWS(t *testing.T, store *kv.Store, x *hashIndex, ws *kv.WriteSet) {
-	t.Helper()
-	v := store.Version() + 1
-	if err := store.Apply(v, ws); err != nil {
-		t.Fatal(err)
-	}
-	x.add(ws)
-	if err := store.MarkCommitted(v); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestHashIndex(t *testing.T) {
-	key := testKey(t, 1)
-	from := crypto.PubkeyToAddress(key.PublicKey)
-	store := kv.NewStore()
-	x := newHashIndex()
-	tx := store.Begin()
-	if err := WriteGenesis(tx, Genesis{ChainID: testChainID, Alloc: types.GenesisAlloc{from: {Balance: big.NewInt(1e18)}}}); err != nil {
-		t.Fatal(err)
-	}
-	commitWS(t, store, x, tx.WriteSet())
-	genesis, _, err := readHead(store.BeginReadOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Three transfers in one write set, blocks 1-3.
-	exec := NewExecutor(testChainID)
-	tx = store.Begin()
-	s := NewStateDB(tx)
-	var receipts []*Receipt
-	for i := range 3 {
-		to := common.BigToAddress(big.NewInt(int64(100 + i)))
-		st, err := types.SignNewTx(key, exec.Signer(), &types.DynamicFeeTx{ChainID: big.NewInt(testChainID), Nonce: uint64(i), To: &to, Value: big.NewInt(1), Gas: 21000, GasFeeCap: new(big.Int), GasTipCap: new(big.Int)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := exec.Apply(tx, s, st, from, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		receipts = append(receipts, r)
-	}
-	ws := tx.WriteSet()
-	before := store.BeginReadOnly()
-	if err := store.Apply(store.Version()+1, ws); err != nil {
-		t.Fatal(err)
-	}
-	x.add(ws)
-
-	// The index knows the blocks before the committed state holds them: a
-	// snapshot without them must not find them.
-	for _, r := range receipts {
-		if n, ok := x.blockNumber(before, r.BlockHash); ok {
-			t.Errorf("block %s found at %d in a snapshot that does not hold it", r.BlockHash, n)
-		}
-		if rec, ok, err := x.readTx(before, r.TxHash); ok || err != nil {
-			t.Errorf("transaction %s found (%v, %v) in a snapshot that does not hold it", r.TxHash, rec, err)
+// The index learns of blocks before the committed state holding them is
+// published: lookups take the reader's head and ignore blocks above it.
+func TestChainIndexLookup(t *testing.T) {
+	x := newChainIndex()
+	bh, th := common.HexToHash("0xb5"), common.HexToHash("0x75")
+	x.add(7, &kv.WriteSet{Maps: []kv.MapWrites{
+		{Name: BlocksMap, Writes: []kv.Write{{Key: blockKey(5), Value: []byte{1}}, {Key: blockKey(6), Value: []byte{1}}}},
+		{Name: HashesMap, Writes: []kv.Write{{Key: blockKey(5), Value: append(bh.Bytes(), th.Bytes()...)}}},
+	}})
+	x.add(9, &kv.WriteSet{Maps: []kv.MapWrites{{Name: BlocksMap, Writes: []kv.Write{{Key: blockKey(1), Deleted: true}, {Key: blockKey(7), Value: []byte{1}}}}}})
+	for _, c := range []struct {
+		hash common.Hash
+		isTx bool
+		head uint64
+		want bool
+	}{
+		{bh, false, 4, false}, {bh, false, 5, true}, {th, true, 4, false}, {th, true, 9, true},
+		{th, false, 9, false}, {bh, true, 9, false}, {common.Hash{}, true, 9, false},
+	} {
+		n, ok := x.lookup(c.hash, c.isTx, c.head)
+		if ok != c.want || (ok && n != 5) {
+			t.Errorf("lookup(%s, tx %v, head %d) = %d, %v; want found %v", c.hash, c.isTx, c.head, n, ok, c.want)
 		}
 	}
-	if err := store.MarkCommitted(store.Version()); err != nil {
-		t.Fatal(err)
-	}
-	after := store.BeginReadOnly()
-	if n, ok := x.blockNumber(after, genesis.Hash); !ok || n != 0 {
-		t.Errorf("genesis block: %d, %v; want 0, true", n, ok)
-	}
-	for i, r := range receipts {
-		want := uint64(i + 1)
-		if n, ok := x.blockNumber(after, r.BlockHash); !ok || n != want {
-			t.Errorf("block %s: %d, %v; want %d, true", r.BlockHash, n, ok, want)
-		}
-		rec, ok, err := x.readTx(after, r.TxHash)
-		if err != nil || !ok {
-			t.Fatalf("transaction %s: %v, %v", r.TxHash, ok, err)
-		}
-		if rec.Block != want || rec.From != from {
-			t.Errorf("transaction %s: block %d from %s; want %d from %s", r.TxHash, rec.Block, rec.From, want, from)
-		}
-		var st types.Transaction
-		if err := st.UnmarshalBinary(rec.Raw); err != nil || st.Hash() != r.TxHash {
-			t.Errorf("transaction %s: stored transaction hashes to %s (%v)", r.TxHash, st.Hash(), err)
-		}
-	}
-	// Unknown hashes, and the zero hash genesis has for its transaction.
-	for _, h := range []common.Hash{{}, common.HexToHash("0x01")} {
-		if n, ok := x.blockNumber(after, h); ok {
-			t.Errorf("block %s found at %d", h, n)
-		}
-		if _, ok, err := x.readTx(after, h); ok || err != nil {
-			t.Errorf("transaction %s found (%v)", h, err)
+	for n, want := range map[uint64]uint64{4: 0, 5: 7, 6: 7, 7: 9, 100: 9} {
+		seqno, ok := x.entryOf(n)
+		if ok != (want != 0) || seqno != want {
+			t.Errorf("entryOf(%d) = %d, %v; want %d", n, seqno, ok, want)
 		}
 	}
 }
 
-// A ledger written before 2026-12-06 keyed blocks' and transactions'
-// hashes in the store; they are still found.
-func TestHashIndexReadsLegacyMaps(t *testing.T) {
-	store := kv.NewStore()
-	x := newHashIndex()
-	blockHash, txHash := common.HexToHash("0xb1"), common.HexToHash("0x71")
-	rec, err := rlp.EncodeToBytes(&txRecord{Raw: []byte{1}, From: common.HexToAddress("0xf0"), Block: 7})
-	if err != nil {
-		t.Fatal(err)
+// Blocks older than RecentBlocks leave the kv store and are read from the
+// committed writes ("the ledger"), the same as before, also by a node
+// that rebuilt its index from them (a restart).
+func TestOldBlocksComeFromTheLedger(t *testing.T) {
+	f := newRPCFixtureConfig(t, Config{RecentBlocks: MinRecentBlocks})
+	// Block 1 deploys a contract that logs LOG2(0xabc, calldata word);
+	// block 2 calls it with user 1's address as the topic.
+	logger := program.New().Push(0).Op(vm.CALLDATALOAD).Push(0xabc).Push(0).Push(0).Op(vm.LOG2).Op(vm.STOP).Bytes()
+	contract := f.deploy(t, 0, logger)
+	r := f.send(t, 0, &contract, 0, 100_000, common.LeftPadBytes(f.users[1].addr.Bytes(), 32))
+	txHash, blockHash := common.HexToHash(r["transactionHash"].(string)), common.HexToHash(r["blockHash"].(string))
+	if r["blockNumber"] != "0x2" {
+		t.Fatalf("logged transaction in block %v, want 0x2", r["blockNumber"])
 	}
-	var num [8]byte
-	binary.BigEndian.PutUint64(num[:], 7)
-	tx := store.Begin()
-	if err := tx.Put(legacyBlockHashesMap, string(blockHash[:]), num[:]); err != nil {
-		t.Fatal(err)
+	type reads struct{ receipt, tx, byNumber, byHash, logs, others any }
+	read := func(f *rpcFixture) reads {
+		var v reads
+		f.ok(t, 0, &v.receipt, "eth_getTransactionReceipt", txHash)
+		f.ok(t, 0, &v.tx, "eth_getTransactionByHash", txHash)
+		f.ok(t, 0, &v.byNumber, "eth_getBlockByNumber", "0x2", true)
+		f.ok(t, 1, &v.byHash, "eth_getBlockByHash", blockHash, true)
+		f.ok(t, 1, &v.logs, "eth_getLogs", map[string]any{"fromBlock": "earliest", "toBlock": "latest", "address": contract})
+		f.ok(t, 2, &v.others, "eth_getTransactionReceipt", txHash) // not user 2's to see
+		return v
 	}
-	if err := tx.Put(TxsMap, string(txHash[:]), rec); err != nil {
-		t.Fatal(err)
+	before := read(f)
+	if before.receipt == nil || before.others != nil || len(before.logs.([]any)) != 1 {
+		t.Fatalf("before pruning: receipt %v, user 2's view %v, logs %v", before.receipt, before.others, before.logs)
 	}
-	commitWS(t, store, x, tx.WriteSet())
-	snap := store.BeginReadOnly()
-	if n, ok := x.blockNumber(snap, blockHash); !ok || n != 7 {
-		t.Errorf("legacy block: %d, %v; want 7, true", n, ok)
+	// Blocks 3 to 300: block 2 is then 298 blocks old.
+	to := f.users[1].addr
+	for range 298 {
+		f.send(t, 0, &to, 1, 21000, nil)
 	}
-	got, ok, err := x.readTx(snap, txHash)
-	if err != nil || !ok || got.Block != 7 {
-		t.Errorf("legacy transaction: %+v, %v, %v", got, ok, err)
+	snap := f.host.store.BeginReadOnly()
+	for n, want := range map[uint64]bool{2: false, 300 - MinRecentBlocks: false, 301 - MinRecentBlocks: true, 300: true} {
+		for _, m := range []string{BlocksMap, TxsMap, HashesMap} {
+			if _, ok := snap.Get(m, blockKey(n)); ok != want {
+				t.Errorf("%s holds block %d: %v, want %v", m, n, ok, want)
+			}
+		}
 	}
-	if got, ok, err := readTxAt(snap, 7, txHash); err != nil || !ok || got.Block != 7 {
-		t.Errorf("legacy transaction of block 7: %+v, %v, %v", got, ok, err)
+	if got := read(f); !reflect.DeepEqual(got, before) {
+		t.Errorf("block 2 read from the ledger:\n%+v\nwant\n%+v", got, before)
+	}
+
+	// A node that starts again rebuilds the index from the committed
+	// writes, in order.
+	g := &rpcFixture{users: f.users, nonce: f.nonce, host: f.host}
+	g.app = New(Config{ChainID: testChainID, RecentBlocks: MinRecentBlocks})
+	for v := uint64(1); v <= f.host.store.CommittedVersion(); v++ {
+		if ws, ok := f.host.committed[v]; ok {
+			g.app.Committed(v, ws)
+		}
+	}
+	g.app.host.set(f.host)
+	if got := read(g); !reflect.DeepEqual(got, before) {
+		t.Errorf("block 2 after a restart:\n%+v\nwant\n%+v", got, before)
 	}
 }
 
 // Writes the chain never makes are ignored, not indexed and not a crash.
-func TestHashIndexIgnoresMalformedWrites(t *testing.T) {
-	x := newHashIndex()
+func TestChainIndexIgnoresMalformedWrites(t *testing.T) {
+	x := newChainIndex()
 	val := make([]byte, 64)
 	val[0], val[63] = 1, 2
-	x.add(nil)
-	x.add(&kv.WriteSet{Maps: []kv.MapWrites{{Name: HashesMap, Writes: []kv.Write{
-		{Key: "short", Value: val},
-		{Key: blockKey(1), Value: val[:63]},
-		{Key: blockKey(2), Deleted: true},
-	}}}})
-	if len(x.blocks) != 0 || len(x.txs) != 0 {
-		t.Errorf("index holds %d blocks and %d transactions, want none", len(x.blocks), len(x.txs))
+	x.add(1, nil)
+	x.add(2, &kv.WriteSet{Maps: []kv.MapWrites{
+		{Name: BlocksMap, Writes: []kv.Write{{Key: "short", Value: val}, {Key: blockKey(3), Deleted: true}}},
+		{Name: HashesMap, Writes: []kv.Write{
+			{Key: "short", Value: val},
+			{Key: blockKey(1), Value: val[:63]},
+			{Key: blockKey(2), Deleted: true},
+		}},
+	}})
+	if len(x.blocks) != 0 || len(x.txs) != 0 || len(x.entries) != 0 {
+		t.Errorf("index holds %d blocks, %d transactions and %d entries, want none", len(x.blocks), len(x.txs), len(x.entries))
 	}
 }
 

@@ -29,6 +29,9 @@ const (
 )
 
 func (a *App) head(c *call) (Head, error) {
+	if c.headOK {
+		return c.head, nil
+	}
 	h, ok, err := readHead(c.tx)
 	if err != nil {
 		return Head{}, err
@@ -36,6 +39,7 @@ func (a *App) head(c *call) (Head, error) {
 	if !ok {
 		return Head{}, errorf(codeServer, "the chain has no genesis block")
 	}
+	c.head, c.headOK = h, true
 	return h, nil
 }
 
@@ -526,7 +530,7 @@ func (q *queued) await(ctx context.Context) (any, error) {
 // visibleTx loads a transaction the caller may see; ok is false when it
 // does not exist or is not the caller's to see.
 func (a *App) visibleTx(c *call, hash common.Hash) (*txRecord, *types.Transaction, bool, error) {
-	rec, ok, err := a.index.readTx(c.tx, hash)
+	rec, ok, err := a.txRecordByHash(c, hash)
 	if err != nil || !ok {
 		return nil, nil, false, err
 	}
@@ -535,7 +539,7 @@ func (a *App) visibleTx(c *call, hash common.Hash) (*txRecord, *types.Transactio
 
 // visibleTxAt is visibleTx for the transaction of block n.
 func (a *App) visibleTxAt(c *call, n uint64, hash common.Hash) (*txRecord, *types.Transaction, bool, error) {
-	rec, ok, err := readTxAt(c.tx, n, hash)
+	rec, ok, err := a.txAt(c, n, hash)
 	if err != nil || !ok {
 		return nil, nil, false, err
 	}
@@ -576,7 +580,7 @@ func (a *App) txByHash(c *call, params []json.RawMessage, view func(*types.Trans
 	if err != nil || !ok {
 		return nil, err
 	}
-	b, ok, err := readBlock(c.tx, rec.Block)
+	b, ok, err := a.block(c, rec.Block)
 	if err != nil || !ok {
 		return nil, fmt.Errorf("evm: block %d of transaction %s: missing (%v)", rec.Block, hash, err)
 	}
@@ -617,16 +621,16 @@ func (a *App) getBlockByHash(c *call, params []json.RawMessage) (any, error) {
 	if err := param(params, 1, "fullTransactions", false, &full); err != nil {
 		return nil, err
 	}
-	n, ok := a.index.blockNumber(c.tx, hash)
-	if !ok {
-		return nil, nil
+	n, ok, err := a.numberOfBlock(c, hash)
+	if err != nil || !ok {
+		return nil, err
 	}
 	return a.blockView(c, n, full)
 }
 
 // blockView is block n as the caller may see it, or nil if there is none.
 func (a *App) blockView(c *call, n uint64, full bool) (any, error) {
-	b, ok, err := readBlock(c.tx, n)
+	b, ok, err := a.block(c, n)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -700,7 +704,10 @@ func (a *App) getLogs(c *call, params []json.RawMessage) (any, error) {
 		if f.FromBlock != nil || f.ToBlock != nil {
 			return nil, invalidParams("blockHash excludes fromBlock and toBlock")
 		}
-		n, ok := a.index.blockNumber(c.tx, *f.BlockHash)
+		n, ok, err := a.numberOfBlock(c, *f.BlockHash)
+		if err != nil {
+			return nil, err
+		}
 		if !ok {
 			return nil, errorf(codeServer, "unknown block %s", f.BlockHash)
 		}
@@ -730,7 +737,7 @@ func (a *App) getLogs(c *call, params []json.RawMessage) (any, error) {
 		return out, nil // a user without an address sees no transaction
 	}
 	for n := from; n <= to; n++ {
-		b, ok, err := readBlock(c.tx, n)
+		b, ok, err := a.block(c, n)
 		if err != nil {
 			return nil, err
 		}

@@ -81,6 +81,14 @@ type call struct {
 	addr   common.Address // the caller's registered address, if hasAddr
 	has    bool
 	noAddr string // why the caller has no address
+
+	head   Head // the snapshot's head, once read (headOK)
+	headOK bool
+	// entry is the last ledger entry read for an older block's records.
+	entry struct {
+		seqno uint64
+		ws    *kv.WriteSet
+	}
 }
 
 // needAddr returns the caller's address, or the error saying it has none.

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http/httptest"
 	"strconv"
@@ -28,10 +29,21 @@ import (
 // fakeHost orders and commits a transaction at once on a kv store, like a
 // one-node service, and tells observer of each commit as the node does.
 type fakeHost struct {
-	store    *kv.Store
-	observer app.CommitObserver
-	mu       sync.Mutex
-	primary  bool
+	store     *kv.Store
+	observer  app.CommitObserver
+	mu        sync.Mutex
+	primary   bool
+	committed map[uint64]*kv.WriteSet // the "ledger"
+}
+
+func (h *fakeHost) CommittedWrites(seqno uint64) (*kv.WriteSet, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws, ok := h.committed[seqno]
+	if !ok {
+		return nil, fmt.Errorf("no committed transaction %d", seqno)
+	}
+	return ws, nil
 }
 
 func (h *fakeHost) Begin() *kv.Tx { return h.store.Begin() }
@@ -59,6 +71,10 @@ func (h *fakeHost) Submit(_ context.Context, tx *kv.Tx, ordered func()) error {
 	if ordered != nil {
 		ordered()
 	}
+	if h.committed == nil {
+		h.committed = map[uint64]*kv.WriteSet{}
+	}
+	h.committed[v] = ws
 	if h.observer != nil {
 		h.observer.Committed(v, ws)
 	}
@@ -80,6 +96,13 @@ type rpcFixture struct {
 
 func newRPCFixture(t *testing.T) *rpcFixture {
 	t.Helper()
+	return newRPCFixtureConfig(t, Config{})
+}
+
+// newRPCFixtureConfig is newRPCFixture with cfg (its chain id and
+// allocation are the fixture's).
+func newRPCFixtureConfig(t *testing.T, cfg Config) *rpcFixture {
+	t.Helper()
 	store := kv.NewStore()
 	f := &rpcFixture{host: &fakeHost{store: store, primary: true}, nonce: map[string]uint64{}}
 	alloc := types.GenesisAlloc{}
@@ -96,7 +119,8 @@ func newRPCFixture(t *testing.T) *rpcFixture {
 			}
 		}
 	}
-	f.app = New(Config{ChainID: testChainID, Alloc: alloc})
+	cfg.ChainID, cfg.Alloc = testChainID, alloc
+	f.app = New(cfg)
 	f.host.observer = f.app
 	if err := f.app.WriteGenesis(tx); err != nil {
 		t.Fatal(err)

@@ -59,6 +59,7 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 		cpuProfile string
 		ethChainID uint64
 		ethAlloc   string
+		ethRecent  int
 	)
 	cmd := &cobra.Command{
 		Use:   use,
@@ -82,7 +83,10 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 				}
 				defer stop()
 			}
-			evmCfg := evm.Config{ChainID: ethChainID, Version: Version, Logger: logger.With("component", "evm")}
+			if ethRecent < evm.MinRecentBlocks {
+				return fmt.Errorf("--eth-recent-blocks: %d is below %d (the EVM's BLOCKHASH reads the last 256 blocks)", ethRecent, evm.MinRecentBlocks)
+			}
+			evmCfg := evm.Config{ChainID: ethChainID, RecentBlocks: ethRecent, Version: Version, Logger: logger.With("component", "evm")}
 			if ethAlloc != "" {
 				if evmCfg.Alloc, err = evm.LoadAlloc(ethAlloc); err != nil {
 					return fmt.Errorf("--eth-alloc: %w", err)
@@ -121,6 +125,7 @@ func nodeRunCmd(use, short, long string, join bool) *cobra.Command {
 		f.Uint64Var(&ethChainID, "eth-chain-id", evm.DefaultChainID, "Ethereum chain id of the new service (EIP-155)")
 		f.StringVar(&ethAlloc, "eth-alloc", "", `JSON file of the new service's Ethereum genesis accounts, go-ethereum "alloc" format ({"0xADDRESS": {"balance": "WEI"}})`)
 	}
+	f.IntVar(&ethRecent, "eth-recent-blocks", evm.DefaultRecentBlocks, "Ethereum blocks whose records stay in memory; older ones are read from the ledger (the primary's value decides)")
 	f.Int64Var(&cfg.MaxBodySize, "max-body-size", 1<<20, "largest request body accepted, in bytes")
 	f.Int64Var(&cfg.LedgerChunkSize, "ledger-chunk-size", 4<<20, "ledger chunk file size before rotation, in bytes")
 	f.Uint64Var(&cfg.SigTxInterval, "sig-tx-interval", 5000, "emit a signature transaction after this many transactions")

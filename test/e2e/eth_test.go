@@ -36,13 +36,13 @@ func ethCall(t testing.TB, c *client, method string, params ...any) json.RawMess
 	return out.Result
 }
 
-// ethTransfer has sandbox user u send 1 wei to itself through c, signed
-// with its sandbox key, and returns the transaction hash and the hash of
-// the block that holds it.
-func ethTransfer(t testing.TB, s *sandboxRun, c *client, u int) (txHash, blockHash common.Hash) {
+// ethTransfers has sandbox user u send count transfers of 1 wei to itself
+// through c, signed with its sandbox key, in JSON-RPC batches of up to
+// 100, and returns the first transaction's hash and the hash of the block
+// that holds it.
+func ethTransfers(t testing.TB, s *sandboxRun, c *client, u, count int) (txHash, blockHash common.Hash) {
 	t.Helper()
-	user := s.info.Users[u]
-	hexKey, err := os.ReadFile(user.EthKey)
+	hexKey, err := os.ReadFile(s.info.Users[u].EthKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,28 +56,48 @@ func ethTransfer(t testing.TB, s *sandboxRun, c *client, u int) (txHash, blockHa
 		t.Fatal(err)
 	}
 	chainID := new(big.Int).SetUint64(s.info.ChainID)
-	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
-		ChainID: chainID, Nonce: uint64(nonce), Gas: 21000, To: &from, Value: big.NewInt(1),
-		GasTipCap: new(big.Int), GasFeeCap: new(big.Int),
-	})
-	if err != nil {
-		t.Fatal(err)
+	signer := types.LatestSignerForChainID(chainID)
+	var first common.Hash
+	for sent := 0; sent < count; {
+		var batch []map[string]any
+		var hashes []common.Hash
+		for ; sent < count && len(batch) < 100; sent++ {
+			tx, err := types.SignNewTx(key, signer, &types.DynamicFeeTx{
+				ChainID: chainID, Nonce: uint64(nonce) + uint64(sent), Gas: 21000, To: &from, Value: big.NewInt(1),
+				GasTipCap: new(big.Int), GasFeeCap: new(big.Int),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := tx.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, map[string]any{"jsonrpc": "2.0", "id": sent, "method": "eth_sendRawTransaction", "params": []any{hexutil.Bytes(raw)}})
+			hashes = append(hashes, tx.Hash())
+		}
+		var out []struct {
+			Result common.Hash     `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		expect(t, c.do("POST", "/app/eth", batch), http.StatusOK, &out)
+		if len(out) != len(hashes) {
+			t.Fatalf("a batch of %d transactions got %d answers", len(hashes), len(out))
+		}
+		for i, o := range out {
+			if o.Error != nil || o.Result != hashes[i] {
+				t.Fatalf("transaction %d of a batch: %s %s, want %s", i, o.Result, o.Error, hashes[i])
+			}
+		}
+		if first == (common.Hash{}) {
+			first = hashes[0]
+		}
 	}
-	raw, err := tx.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(ethCall(t, c, "eth_sendRawTransaction", hexutil.Bytes(raw)), &txHash); err != nil {
-		t.Fatal(err)
-	}
-	if txHash != tx.Hash() {
-		t.Fatalf("eth_sendRawTransaction answered %s, want %s", txHash, tx.Hash())
-	}
-	rc, ok := ethReceipt(t, c, txHash)
+	rc, ok := ethReceipt(t, c, first)
 	if !ok {
-		t.Fatalf("no receipt for %s right after eth_sendRawTransaction answered", txHash)
+		t.Fatalf("no receipt for %s right after eth_sendRawTransaction answered", first)
 	}
-	return txHash, rc.BlockHash
+	return first, rc.BlockHash
 }
 
 type ethReceiptView struct {

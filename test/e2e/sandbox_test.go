@@ -156,7 +156,9 @@ func TestSandboxTour(t *testing.T) {
 func TestRestartKeepsCommittedData(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "sb")
-	s := startSandbox(t, dir, "--members", "1", "--users", "1")
+	// Nodes keep the records of the newest 257 Ethereum blocks in memory
+	// (the least they may) and read older ones from the ledger.
+	s := startSandbox(t, dir, "--members", "1", "--users", "1", "--node-arg=--eth-recent-blocks=257")
 	c := s.client(t, 0)
 
 	// History of one private record, written in order.
@@ -213,9 +215,13 @@ func TestRestartKeepsCommittedData(t *testing.T) {
 	for id := 1; id <= n; id++ {
 		maxSeqno = max(maxSeqno, seqnoOf(t, recs[id].txid))
 	}
-	// An Ethereum transaction: nodes find it by hash through an index
-	// they rebuild from the ledger when they start.
-	ethTx, ethBlock := ethTransfer(t, s, c, 0)
+	// Ethereum transactions: nodes find the first by hash through an index
+	// they rebuild from the ledger when they start, and read it from the
+	// ledger, since 299 blocks came after it.
+	ethTx, ethBlock := ethTransfers(t, s, c, 0, 300)
+	if txs, ok := ethBlockTxs(t, c, ethBlock); !ok || len(txs) != 1 || txs[0] != ethTx {
+		t.Fatalf("block %s holds %v (found %v), want [%s]", ethBlock, txs, ok, ethTx)
+	}
 
 	// Clean stop: exit 0, no node left behind.
 	nodePID := s.info.Nodes[0].PID
