@@ -230,9 +230,9 @@ func RunERC20(ctx context.Context, cfg ERC20Config) (*ERC20Result, error) {
 // until run returns.
 type erc20Client struct {
 	acc    ERC20Account
-	txs    []*types.Transaction
-	to     []int    // recipient (account index) of each transfer
-	bodies [][]byte // one request per batch of txs
+	hashes []common.Hash // of each pre-signed transfer, in nonce order
+	to     []int         // recipient (account index) of each transfer
+	bodies [][]byte      // one request per batch of transfers
 	batch  int
 
 	urls   []*url.URL
@@ -243,10 +243,10 @@ type erc20Client struct {
 	// watcher, on a peer chain, says when blocks include transfers.
 	watcher *blockWatcher
 
-	// acked transfers are txs[:acked]; unsure ones (the rest of the
+	// acked transfers are hashes[:acked]; unsure ones (the rest of the
 	// request that failed) may or may not have committed.
 	acked     int
-	unsure    []*types.Transaction
+	unsure    []common.Hash
 	exhausted bool
 	hist      histogram
 	errors    map[string]int
@@ -290,24 +290,29 @@ func presignAccount(cfg ERC20Config, tok erc20ABI, signer types.Signer, i, n int
 	accs := cfg.Env.Accounts
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
 	c := &erc20Client{acc: accs[i], batch: cfg.Batch, errors: map[string]int{}}
-	c.txs = make([]*types.Transaction, n)
+	// Only hashes and encoded requests are kept: a long run pre-signs
+	// millions of transfers, and as *types.Transaction values (a dozen
+	// heap objects each) they made the load generator's garbage
+	// collector mark them all on every cycle.
+	c.hashes = make([]common.Hash, n)
 	c.to = make([]int, n)
-	for j := range n {
-		to := i
-		if len(accs) > 1 {
-			to = (i + 1 + rng.IntN(len(accs)-1)) % len(accs)
-		}
-		data, err := tok.Pack("transfer", accs[to].Address, value)
-		if err != nil {
-			return nil, fmt.Errorf("bench: transfer call: %w", err)
-		}
-		if c.txs[j], err = cfg.Env.sign(signer, accs[i].Key, &types.DynamicFeeTx{Nonce: uint64(j), Gas: transferGas, To: &cfg.Env.Token, Data: data}); err != nil {
-			return nil, err
-		}
-		c.to[j] = to
-	}
+	txs := make([]*types.Transaction, cfg.Batch)
 	for j := 0; j < n; j += cfg.Batch {
-		body, err := sendRawBody(c.txs[j:j+cfg.Batch], cfg.Batch > 1)
+		for k := range cfg.Batch {
+			to := i
+			if len(accs) > 1 {
+				to = (i + 1 + rng.IntN(len(accs)-1)) % len(accs)
+			}
+			data, err := tok.Pack("transfer", accs[to].Address, value)
+			if err != nil {
+				return nil, fmt.Errorf("bench: transfer call: %w", err)
+			}
+			if txs[k], err = cfg.Env.sign(signer, accs[i].Key, &types.DynamicFeeTx{Nonce: uint64(j + k), Gas: transferGas, To: &cfg.Env.Token, Data: data}); err != nil {
+				return nil, err
+			}
+			c.hashes[j+k], c.to[j+k] = txs[k].Hash(), to
+		}
+		body, err := sendRawBody(txs, cfg.Batch > 1)
 		if err != nil {
 			return nil, err
 		}
@@ -353,17 +358,12 @@ func (c *erc20Client) run(ctx context.Context) {
 			return
 		}
 		first := k * c.batch
-		txs := c.txs[first : first+c.batch]
-		var hashes []common.Hash
+		hashes := c.hashes[first : first+c.batch : first+c.batch]
 		var in *inclusion
 		if c.watcher != nil {
-			hashes = make([]common.Hash, len(txs))
-			for j, t := range txs {
-				hashes[j] = t.Hash()
-			}
 			in = c.watcher.expect(hashes)
 		}
-		outs, cause, err := c.post(ctx, body, len(txs))
+		outs, cause, err := c.post(ctx, body, len(hashes))
 		done := time.Now()
 		// ok transfers, a prefix of txs, were acknowledged.
 		ok := 0
@@ -405,7 +405,7 @@ func (c *erc20Client) run(ctx context.Context) {
 			// What was not acknowledged may still have committed (the
 			// request may have timed out after its commit): the balance
 			// check asks for receipts.
-			c.unsure = txs[ok:]
+			c.unsure = hashes[ok:]
 			c.errors[cause]++
 			c.lastErr = err.Error()
 			return
@@ -581,13 +581,13 @@ func resolveUnsure(ctx context.Context, target ethTarget, c *erc20Client) (inclu
 	defer rc.Close()
 	ec := ethclient.NewClient(rc)
 	included, moved = c.acked, c.acked
-	for _, t := range c.unsure {
-		r, err := ec.TransactionReceipt(ctx, t.Hash())
+	for _, h := range c.unsure {
+		r, err := ec.TransactionReceipt(ctx, h)
 		if errors.Is(err, ethereum.NotFound) {
 			break
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("bench: receipt of %s: %w", t.Hash(), err)
+			return 0, 0, fmt.Errorf("bench: receipt of %s: %w", h, err)
 		}
 		included++
 		if r.Status == types.ReceiptStatusSuccessful && moved == included-1 {
