@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -175,7 +176,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 	}
 	conf := n.cons.Membership()
 	infos := n.nodes(n.store.BeginReadOnly())
-	slices.SortFunc(infos, func(a, b gov.NodeInfo) int { return cmpUint(a.RaftID, b.RaftID) })
+	slices.SortFunc(infos, func(a, b gov.NodeInfo) int { return cmp.Compare(a.RaftID, b.RaftID) })
 	kind, id, ok := consensus.ChangeKind(0), uint64(0), false
 	for _, ni := range infos {
 		if ni.Status == gov.NodeTrusted && !conf.Contains(ni.RaftID) {
@@ -223,14 +224,4 @@ func (n *Node) trusted(infos []gov.NodeInfo, raftID uint64) bool {
 		}
 	}
 	return false
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

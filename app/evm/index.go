@@ -1,10 +1,12 @@
 package evm
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cocoledger/coco/kv"
@@ -65,7 +67,7 @@ func (x *chainIndex) add(seqno uint64, ws *kv.WriteSet) {
 					continue // a pruned block, or never written so
 				}
 				e := blockEntry{first: binary.BigEndian.Uint64([]byte(w.Key)), seqno: seqno}
-				i, found := slices.BinarySearchFunc(x.entries, e.first, func(e blockEntry, n uint64) int { return cmpUint(e.first, n) })
+				i, found := slices.BinarySearchFunc(x.entries, e.first, func(be blockEntry, n uint64) int { return cmp.Compare(be.first, n) })
 				if found {
 					x.entries[i] = e
 				} else {
@@ -88,16 +90,6 @@ func (x *chainIndex) add(seqno uint64, ws *kv.WriteSet) {
 	}
 }
 
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // lookup returns the number of the block, at most head, whose block hash
 // (isTx false) or transaction hash (isTx true) is hash.
 func (x *chainIndex) lookup(hash common.Hash, isTx bool, head uint64) (uint64, bool) {
@@ -115,7 +107,7 @@ func (x *chainIndex) lookup(hash common.Hash, isTx bool, head uint64) (uint64, b
 func (x *chainIndex) entryOf(n uint64) (uint64, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	i, found := slices.BinarySearchFunc(x.entries, n, func(e blockEntry, n uint64) int { return cmpUint(e.first, n) })
+	i, found := slices.BinarySearchFunc(x.entries, n, func(be blockEntry, n uint64) int { return cmp.Compare(be.first, n) })
 	if !found {
 		if i == 0 {
 			return 0, false
@@ -158,21 +150,11 @@ func (a *App) chainRecord(c *call, mapName string, n uint64) ([]byte, bool, erro
 			continue
 		}
 		key := blockKey(n)
-		if i, ok := slices.BinarySearchFunc(mw.Writes, key, func(w kv.Write, k string) int { return cmpString(w.Key, k) }); ok && !mw.Writes[i].Deleted {
+		if i, ok := slices.BinarySearchFunc(mw.Writes, key, func(w kv.Write, k string) int { return strings.Compare(w.Key, k) }); ok && !mw.Writes[i].Deleted {
 			return mw.Writes[i].Value, true, nil
 		}
 	}
 	return nil, false, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // block returns block n, or ok false if c's snapshot has no such block.
