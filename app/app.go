@@ -33,8 +33,8 @@ type GenesisWriter interface {
 }
 
 // Runner is implemented by an application with work of its own beside its
-// endpoints (the Ethereum app's block builder). The node calls Run once it
-// serves requests, on every node; Run lasts until ctx ends. Only the
+// endpoints (the Ethereum app's block builder). The node calls Run just
+// before it serves requests, on every node; Run lasts until ctx ends. Only the
 // primary can submit transactions: Host.Submit says when this node is not
 // it.
 type Runner interface {

@@ -314,11 +314,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	go func() {
-		if err := n.srv.ServeTLS(n.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("https server stopped", "err", err)
-		}
-	}()
 	for _, a := range cfg.Apps {
 		if r, ok := a.(app.Runner); ok {
 			n.appsDone.Go(func() {
@@ -328,6 +323,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			})
 		}
 	}
+	go func() {
+		if err := n.srv.ServeTLS(n.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("https server stopped", "err", err)
+		}
+	}()
 	n.log.Info("node started", "node_id", n.id.nodeID, "rpc_address", n.ln.Addr().String(), "node_address", n.tr.Addr(), "new_service", newService, "joined", joining)
 	started = true
 	return n, nil

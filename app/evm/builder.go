@@ -174,6 +174,10 @@ func (b *builder) execute(tx *kv.Tx, batch []*pending) (out []executed, unanswer
 	if err != nil {
 		return nil, batch, err
 	}
+	head, _, err := readHead(tx)
+	if err != nil {
+		return nil, batch, err
+	}
 	s := NewStateDB(tx)
 	now := uint64(b.now().Unix())
 	for i, p := range batch {
@@ -185,6 +189,11 @@ func (b *builder) execute(tx *kv.Tx, batch []*pending) (out []executed, unanswer
 			return nil, append(pendings(out), batch[i:]...), err
 		default:
 			out = append(out, executed{p: p, r: r})
+		}
+	}
+	if len(out) > 0 {
+		if err := exec.Prune(tx, head.Number+1); err != nil {
+			return nil, pendings(out), err
 		}
 	}
 	return out, nil, nil

@@ -33,11 +33,14 @@ const (
 	// legacyBlockHashesMap: block hash (32) -> number (8), written before
 	// 2026-12-06 instead of HashesMap; still read.
 	legacyBlockHashesMap = "eth.block_hashes"
-	// MetaMap: "head" -> number (8) | hash (32); "chain_id" -> chain id
-	// (8, big-endian), written at genesis.
+	// MetaMap: "head" -> number (8) | hash (32) | time (8); "chain_id" ->
+	// chain id (8, big-endian), written at genesis; "pruned" (prunedKey).
 	MetaMap    = "eth.meta"
 	headKey    = "head"
 	chainIDKey = "chain_id"
+	// prunedKey: the lowest block (8, big-endian) whose records may still
+	// be in the kv store; absent means 0. See Executor.Prune.
+	prunedKey = "pruned"
 )
 
 // Fork is the Ethereum fork coco runs: the newest go-ethereum enables on
@@ -259,8 +262,8 @@ type Executor struct {
 }
 
 // DefaultRecentBlocks is how many of the newest blocks keep their records
-// (block, transaction and receipt, hashes) in the kv store. Executing
-// block n deletes block n-DefaultRecentBlocks's records from it, a
+// (block, transaction and receipt, hashes) in the kv store. After each
+// batch the builder deletes older blocks' records from it (Prune), a
 // replicated write like any other; their committed values stay in the
 // ledger, where the RPC methods read them (chainIndex). It keeps a node's
 // memory from growing with the chain's history. At least
@@ -409,11 +412,55 @@ func (e *Executor) Apply(tx *kv.Tx, s *StateDB, t *types.Transaction, from commo
 	if err := errors.Join(tx.Put(TxsMap, blockKey(number), enc), writeBlock(tx, &blockRecord{Header: h, Tx: r.TxHash}, r.BlockHash)); err != nil {
 		return nil, err
 	}
-	if number > e.recent {
-		old := blockKey(number - e.recent)
-		if err := errors.Join(tx.Delete(BlocksMap, old), tx.Delete(TxsMap, old), tx.Delete(HashesMap, old)); err != nil {
-			return nil, err
+	return r, nil
+}
+
+// maxPrune bounds the blocks one Prune deletes, so that a chain with a
+// long history in memory (one written before pruning existed) sheds it
+// over many batches instead of in one huge write set.
+const maxPrune = 4096
+
+// Prune deletes from tx the records of blocks more than e.recent blocks
+// below the head, but none of those from first on: first is the lowest
+// block the batch in tx wrote, whose records would otherwise never reach
+// the ledger (a write and a delete of one key in one transaction leave
+// only the delete). MetaMap's prunedKey remembers where the next Prune
+// starts, so blocks a smaller batch or another primary's setting left
+// behind are deleted later. The builder calls it once per batch.
+func (e *Executor) Prune(tx *kv.Tx, first uint64) error {
+	head, ok, err := readHead(tx)
+	if err != nil || !ok || head.Number < e.recent || first == 0 {
+		return err
+	}
+	from, err := readPruned(tx)
+	if err != nil {
+		return err
+	}
+	upto := min(head.Number-e.recent, first-1)
+	if from > upto {
+		return nil
+	}
+	upto = min(upto, from+maxPrune-1)
+	for n := from; n <= upto; n++ {
+		k := blockKey(n)
+		if err := errors.Join(tx.Delete(BlocksMap, k), tx.Delete(TxsMap, k), tx.Delete(HashesMap, k)); err != nil {
+			return err
 		}
 	}
-	return r, nil
+	var next [8]byte
+	binary.BigEndian.PutUint64(next[:], upto+1)
+	return tx.Put(MetaMap, prunedKey, next[:])
+}
+
+// readPruned returns the lowest block whose records may still be in the
+// kv store.
+func readPruned(tx *kv.Tx) (uint64, error) {
+	b, ok := tx.Get(MetaMap, prunedKey)
+	if !ok {
+		return 0, nil
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("evm: stored pruning mark has %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
 }

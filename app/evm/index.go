@@ -129,6 +129,12 @@ func (a *App) chainRecord(c *call, mapName string, n uint64) ([]byte, bool, erro
 	if b, ok := c.tx.Get(mapName, blockKey(n)); ok {
 		return b, true, nil
 	}
+	return a.ledgerRecord(c, mapName, n)
+}
+
+// ledgerRecord is chainRecord's second step: the value from the ledger
+// entry that wrote block n.
+func (a *App) ledgerRecord(c *call, mapName string, n uint64) ([]byte, bool, error) {
 	seqno, ok := a.index.entryOf(n)
 	if !ok {
 		return nil, false, nil
@@ -176,14 +182,15 @@ func (a *App) block(c *call, n uint64) (*blockRecord, bool, error) {
 
 // txAt returns the record of transaction hash, the one of block n.
 func (a *App) txAt(c *call, n uint64, hash common.Hash) (*txRecord, bool, error) {
-	b, ok, err := a.chainRecord(c, TxsMap, n)
-	if err != nil {
-		return nil, false, err
-	}
+	b, ok := c.tx.Get(TxsMap, blockKey(n))
 	if !ok {
 		// A record of a ledger written before 2026-12-06, keyed by hash.
-		if b, ok = c.tx.Get(TxsMap, string(hash[:])); !ok {
-			return nil, false, nil
+		b, ok = c.tx.Get(TxsMap, string(hash[:]))
+	}
+	if !ok {
+		var err error
+		if b, ok, err = a.ledgerRecord(c, TxsMap, n); err != nil || !ok {
+			return nil, false, err
 		}
 	}
 	return decodeTxRecord(b, hash)

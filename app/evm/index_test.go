@@ -2,15 +2,22 @@ package evm
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"math/big"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cocoledger/coco/kv"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/core/vm"
 	"github.com/ethereum/go-ethereum/core/vm/program"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/trie"
 )
 
@@ -177,6 +184,145 @@ func TestSingleItemRoot(t *testing.T) {
 			if got, want := singleItemRoot(enc), types.DeriveSha(rawList(enc), st); got != want {
 				t.Errorf("%d bytes of %#x: root %s, DeriveSha %s", n, fill, got, want)
 			}
+		}
+	}
+}
+
+// prunedBlocks lists the blocks ws deletes from BlocksMap.
+func prunedBlocks(ws *kv.WriteSet) (deleted, written []uint64) {
+	for _, mw := range ws.Maps {
+		if mw.Name != BlocksMap {
+			continue
+		}
+		for _, w := range mw.Writes {
+			n := binary.BigEndian.Uint64([]byte(w.Key))
+			if w.Deleted {
+				deleted = append(deleted, n)
+			} else {
+				written = append(written, n)
+			}
+		}
+	}
+	return deleted, written
+}
+
+func span(from, to uint64) []uint64 {
+	var s []uint64
+	for n := from; n <= to; n++ {
+		s = append(s, n)
+	}
+	return s
+}
+
+// Prune never deletes a block of its own batch (its records would never
+// reach the ledger), and catches up on what earlier batches, or another
+// primary's setting, left behind.
+func TestPrune(t *testing.T) {
+	key := testKey(t, 1)
+	from := crypto.PubkeyToAddress(key.PublicKey)
+	store := kv.NewStore()
+	tx := store.Begin()
+	if err := WriteGenesis(tx, Genesis{ChainID: testChainID, Alloc: types.GenesisAlloc{from: {Balance: big.NewInt(1e18)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Apply(1, tx.WriteSet()); err != nil {
+		t.Fatal(err)
+	}
+	exec := NewExecutor(testChainID)
+	exec.recent = MinRecentBlocks
+	to := common.HexToAddress("0x1234")
+	nonce := uint64(0)
+	// batch executes count transfers as one batch with recent, then
+	// prunes, and returns what the batch deleted and wrote.
+	batch := func(count int, recent uint64) (deleted, written []uint64) {
+		t.Helper()
+		exec.recent = recent
+		tx := store.Begin()
+		head, _, err := readHead(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewStateDB(tx)
+		for range count {
+			st, err := types.SignNewTx(key, exec.Signer(), &types.DynamicFeeTx{ChainID: big.NewInt(testChainID), Nonce: nonce, To: &to, Value: big.NewInt(1), Gas: 21000, GasFeeCap: new(big.Int), GasTipCap: new(big.Int)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nonce++
+			if _, err := exec.Apply(tx, s, st, from, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := exec.Prune(tx, head.Number+1); err != nil {
+			t.Fatal(err)
+		}
+		ws := tx.WriteSet()
+		if err := store.Apply(store.Version()+1, ws); err != nil {
+			t.Fatal(err)
+		}
+		return prunedBlocks(ws)
+	}
+	for i, c := range []struct {
+		count       int
+		recent      uint64
+		wantDeleted []uint64
+		wantWritten []uint64
+	}{
+		// More blocks than recent in one batch: all of them are kept, and
+		// only the genesis block, from before the batch, is pruned.
+		{300, 257, []uint64{0}, span(1, 300)},
+		{1, 257, span(1, 44), []uint64{301}},
+		// A primary keeping more blocks deletes nothing yet; one keeping
+		// fewer again resumes where pruning stopped.
+		{1, 1000, nil, []uint64{302}},
+		{1, 257, span(45, 46), []uint64{303}},
+	} {
+		deleted, written := batch(c.count, c.recent)
+		if !slices.Equal(deleted, c.wantDeleted) || !slices.Equal(written, c.wantWritten) {
+			t.Errorf("batch %d: deleted %v, wrote %v; want deleted %v, wrote %v", i, deleted, written, c.wantDeleted, c.wantWritten)
+		}
+	}
+}
+
+// A JSON-RPC batch of more transactions than RecentBlocks commits them all,
+// each readable afterwards, however the builder splits them into batches
+// (TestPrune checks a builder batch larger than RecentBlocks directly).
+func TestBatchLargerThanRecentBlocks(t *testing.T) {
+	f := newRPCFixtureConfig(t, Config{RecentBlocks: MinRecentBlocks})
+	to := f.users[1].addr
+	var calls []string
+	var hashes []common.Hash
+	for i := range 300 {
+		tx := f.sign(t, 0, f.dynTx(0, &to, 1, 21000, nil))
+		f.nonce[f.users[0].id]++
+		hashes = append(hashes, tx.Hash())
+		calls = append(calls, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_sendRawTransaction","params":["%s"]}`, i, hexutil.Encode(mustBinary(t, tx))))
+	}
+	out, err := f.raw(t, 0, "["+strings.Join(calls, ",")+"]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []struct {
+		Result common.Hash     `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(out, &answers); err != nil || len(answers) != len(hashes) {
+		t.Fatalf("%d answers (%v): %s", len(answers), err, out)
+	}
+	for i, h := range hashes {
+		if answers[i].Result != h || answers[i].Error != nil {
+			t.Fatalf("transaction %d: %s %s", i, answers[i].Result, answers[i].Error)
+		}
+	}
+	// More blocks so that all 300 are old.
+	for range 260 {
+		f.send(t, 0, &to, 1, 21000, nil)
+	}
+	for i, h := range hashes {
+		var r map[string]any
+		f.ok(t, 0, &r, "eth_getTransactionReceipt", h)
+		if r == nil || r["status"] != "0x1" {
+			t.Fatalf("receipt of transaction %d (%s): %v", i, h, r)
 		}
 	}
 }
