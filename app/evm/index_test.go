@@ -2,8 +2,10 @@ package evm
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"reflect"
@@ -67,7 +69,7 @@ func TestOldBlocksComeFromTheLedger(t *testing.T) {
 	if r["blockNumber"] != "0x2" {
 		t.Fatalf("logged transaction in block %v, want 0x2", r["blockNumber"])
 	}
-	type reads struct{ receipt, tx, byNumber, byHash, logs, others any }
+	type reads struct{ receipt, tx, byNumber, byHash, logs, others, othersBlock, othersLogs any }
 	read := func(f *rpcFixture) reads {
 		var v reads
 		f.ok(t, 0, &v.receipt, "eth_getTransactionReceipt", txHash)
@@ -75,12 +77,18 @@ func TestOldBlocksComeFromTheLedger(t *testing.T) {
 		f.ok(t, 0, &v.byNumber, "eth_getBlockByNumber", "0x2", true)
 		f.ok(t, 1, &v.byHash, "eth_getBlockByHash", blockHash, true)
 		f.ok(t, 1, &v.logs, "eth_getLogs", map[string]any{"fromBlock": "earliest", "toBlock": "latest", "address": contract})
-		f.ok(t, 2, &v.others, "eth_getTransactionReceipt", txHash) // not user 2's to see
+		// Not user 2's to see.
+		f.ok(t, 2, &v.others, "eth_getTransactionReceipt", txHash)
+		f.ok(t, 2, &v.othersBlock, "eth_getBlockByNumber", "0x2", true)
+		f.ok(t, 2, &v.othersLogs, "eth_getLogs", map[string]any{"fromBlock": "earliest", "toBlock": "latest", "address": contract})
 		return v
 	}
 	before := read(f)
-	if before.receipt == nil || before.others != nil || len(before.logs.([]any)) != 1 {
-		t.Fatalf("before pruning: receipt %v, user 2's view %v, logs %v", before.receipt, before.others, before.logs)
+	if before.receipt == nil || before.others != nil || len(before.logs.([]any)) != 1 || len(before.othersLogs.([]any)) != 0 {
+		t.Fatalf("before pruning: receipt %v, user 2's view %v, logs %v, user 2's logs %v", before.receipt, before.others, before.logs, before.othersLogs)
+	}
+	if txs := before.othersBlock.(map[string]any)["transactions"].([]any); len(txs) != 0 {
+		t.Fatalf("user 2 sees block 2's transactions: %v", txs)
 	}
 	// Blocks 3 to 300: block 2 is then 298 blocks old.
 	to := f.users[1].addr
@@ -324,5 +332,48 @@ func TestBatchLargerThanRecentBlocks(t *testing.T) {
 		if r == nil || r["status"] != "0x1" {
 			t.Fatalf("receipt of transaction %d (%s): %v", i, h, r)
 		}
+	}
+}
+
+// A chain written before 2026-12-06 kept its transactions under their
+// hashes and its blocks' hashes in eth.block_hashes, and wrote no
+// eth.hashes: a node starting on it finds them through those maps.
+func TestLegacyChainLayout(t *testing.T) {
+	f := newRPCFixture(t)
+	to := f.users[1].addr
+	r := f.send(t, 0, &to, 1, 21000, nil)
+	txHash, blockHash := common.HexToHash(r["transactionHash"].(string)), common.HexToHash(r["blockHash"].(string))
+	var before [3]any
+	f.ok(t, 0, &before[0], "eth_getTransactionReceipt", txHash)
+	f.ok(t, 0, &before[1], "eth_getBlockByHash", blockHash, true)
+	f.ok(t, 0, &before[2], "eth_getBlockByNumber", "0x1", true)
+
+	// Rewrite block 1's records in the old layout.
+	tx := f.host.store.Begin()
+	rec, ok := tx.Get(TxsMap, blockKey(1))
+	if !ok {
+		t.Fatal("no record of block 1")
+	}
+	var num [8]byte
+	binary.BigEndian.PutUint64(num[:], 1)
+	if err := errors.Join(
+		tx.Delete(TxsMap, blockKey(1)), tx.Put(TxsMap, string(txHash[:]), rec),
+		tx.Delete(HashesMap, blockKey(1)), tx.Put(legacyBlockHashesMap, string(blockHash[:]), num[:]),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.host.Submit(context.Background(), tx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A node whose index knows nothing of block 1's hashes.
+	g := &rpcFixture{users: f.users, nonce: f.nonce, host: f.host}
+	g.app = New(Config{ChainID: testChainID})
+	g.app.host.set(f.host)
+	var after [3]any
+	g.ok(t, 0, &after[0], "eth_getTransactionReceipt", txHash)
+	g.ok(t, 0, &after[1], "eth_getBlockByHash", blockHash, true)
+	g.ok(t, 0, &after[2], "eth_getBlockByNumber", "0x1", true)
+	if !reflect.DeepEqual(after, before) {
+		t.Errorf("old layout reads\n%+v\nwant\n%+v", after, before)
 	}
 }
