@@ -149,12 +149,20 @@ func BenchmarkBuildERC20Transfers(b *testing.B) {
 	b.ResetTimer()
 	for start := 0; start < b.N; start += batch {
 		tx := store.Begin()
+		head, _, err := readHead(tx)
+		if err != nil {
+			b.Fatal(err)
+		}
 		s := NewStateDB(tx)
 		for i := start; i < min(start+batch, b.N); i++ {
 			r, err := exec.Apply(tx, s, txs[i], from[i], 1)
 			if err != nil || r.Status != types.ReceiptStatusSuccessful {
 				b.Fatalf("transfer %d: %v %+v", i, err, r)
 			}
+		}
+		// As the builder does after each batch.
+		if err := exec.Prune(tx, head.Number+1); err != nil {
+			b.Fatal(err)
 		}
 		commit(tx)
 	}

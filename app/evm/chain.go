@@ -18,7 +18,7 @@ import (
 
 // The private maps of the chain: blocks, their hashes, transactions with
 // their receipts, and the head. The chain's maps are keyed by block number,
-// so each block appends to them; lookups by hash go through hashIndex,
+// so each block appends to them; lookups by hash go through chainIndex,
 // which every node derives from HashesMap.
 const (
 	// BlocksMap: number (8 bytes, big-endian) -> blockRecord (RLP).
@@ -191,12 +191,13 @@ func newHeader(parent common.Hash, number, time, gasLimit uint64) *types.Header 
 
 // singleItemRoot is types.DeriveSha of a list of one item whose encoding
 // (what the list's EncodeIndex writes, MarshalBinary for transactions and
-// receipts) is enc, which is never empty: the root of a Merkle Patricia trie holding enc at the
-// key rlp(0) = 0x80. That trie is one leaf node, [path, enc], whose path is
-// the hex-prefix encoding of the key's nibbles 8, 0 as a leaf (0x20 0x80),
-// and the root is the Keccak-256 of the node's RLP. Every coco block holds
-// one transaction; a StackTrie took ~7 us per root for what this does in
-// ~1 (TestSingleItemRoot checks it against DeriveSha).
+// receipts) is enc, which is never empty: the root of a Merkle Patricia
+// trie holding enc at the key rlp(0) = 0x80. That trie is one leaf node,
+// [path, enc], whose path is the hex-prefix encoding of the key's nibbles
+// 8, 0 as a leaf (0x20 0x80), and the root is the Keccak-256 of the node's
+// RLP. Every coco block holds one transaction; a StackTrie took ~7 us per
+// root for what this does in ~1 (TestSingleItemRoot checks it against
+// DeriveSha).
 func singleItemRoot(enc []byte) common.Hash {
 	w := rlp.NewEncoderBuffer(nil)
 	l := w.List()
