@@ -61,8 +61,10 @@ const (
 	startTime int64 = 1_800_000_000
 )
 
-// testLimits keep a looping script to 100ms instead of the default second.
-var testLimits = constitution.Limits{Timeout: 100 * time.Millisecond}
+// testLimits keep a looping script to 500ms instead of the default second;
+// less made ordinary calls time out under -race on a busy 2-core machine
+// (a ballot on a new proposal failed the proposal at 100ms).
+var testLimits = constitution.Limits{Timeout: 500 * time.Millisecond}
 
 // govMaps are the maps the governance endpoints and the default
 // constitution write. A harness also snapshots every other map a committed
