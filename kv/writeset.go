@@ -65,6 +65,24 @@ func (ws *WriteSet) Empty() bool {
 	return true
 }
 
+// Find returns the write to key in mapName, if ws has one. ws must be
+// sorted as a WriteSet is (Tx.WriteSet's and UnmarshalWriteSet's are).
+func (ws *WriteSet) Find(mapName, key string) (Write, bool) {
+	if ws == nil {
+		return Write{}, false
+	}
+	for _, mw := range ws.Maps {
+		if mw.Name != mapName {
+			continue
+		}
+		if i, ok := slices.BinarySearchFunc(mw.Writes, key, func(w Write, k string) int { return strings.Compare(w.Key, k) }); ok {
+			return mw.Writes[i], true
+		}
+		break
+	}
+	return Write{}, false
+}
+
 // Split separates ws into its public and private maps (by IsPublic). Each
 // half shares MapWrites with ws; a half with no maps is an empty WriteSet,
 // never nil.

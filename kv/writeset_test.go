@@ -247,3 +247,28 @@ func FuzzUnmarshalWriteSet(f *testing.F) {
 		}
 	})
 }
+
+func TestFind(t *testing.T) {
+	ws := sampleWriteSet()
+	for _, c := range []struct {
+		mapName, key string
+		found        bool
+		want         Write
+	}{
+		{"records", "", true, Write{Key: "", Value: []byte("empty key")}},
+		{"records", "e", true, Write{Key: "e", Value: []byte{}}},
+		{"records", "gone", true, Write{Key: "gone", Deleted: true}},
+		{"public:ccf.gov.users.certs", "u2", true, Write{Key: "u2", Deleted: true}},
+		{"records", "f", false, Write{}},
+		{"records", "zzz", false, Write{}},
+		{"other", "u1", false, Write{}},
+	} {
+		got, ok := ws.Find(c.mapName, c.key)
+		if ok != c.found || got.Key != c.want.Key || got.Deleted != c.want.Deleted || !bytes.Equal(got.Value, c.want.Value) {
+			t.Errorf("Find(%q, %q) = %+v, %v; want %+v, %v", c.mapName, c.key, got, ok, c.want, c.found)
+		}
+	}
+	if _, ok := (*WriteSet)(nil).Find("records", ""); ok {
+		t.Error("a nil write set found a write")
+	}
+}

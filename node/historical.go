@@ -77,25 +77,15 @@ func (s *historicalState) Get(mapName, key string) ([]byte, bool, error) {
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	le, err := s.n.led.Entry(w)
+	ws, err := s.n.entryWrites(w)
 	if err != nil {
 		return nil, false, fmt.Errorf("node: historical entry %d: %w", w, err)
 	}
-	ws, err := s.n.cons.DecodeWriteSet(le)
-	if err != nil {
-		return nil, false, fmt.Errorf("node: historical entry %d: %w", w, err)
-	}
-	for _, mw := range ws.Maps {
-		if mw.Name != mapName {
-			continue
+	if wr, ok := ws.Find(mapName, key); ok {
+		if wr.Deleted {
+			return nil, false, nil
 		}
-		i := sort.Search(len(mw.Writes), func(i int) bool { return mw.Writes[i].Key >= key })
-		if i < len(mw.Writes) && mw.Writes[i].Key == key {
-			if mw.Writes[i].Deleted {
-				return nil, false, nil
-			}
-			return mw.Writes[i].Value, true, nil
-		}
+		return wr.Value, true, nil
 	}
 	return nil, false, fmt.Errorf("node: index says entry %d wrote %s but it did not", w, mapName)
 }

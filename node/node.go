@@ -548,15 +548,21 @@ func (h appHost) CommittedWrites(seqno uint64) (*kv.WriteSet, error) {
 	if c := h.n.store.CommittedVersion(); seqno == 0 || seqno > c {
 		return nil, fmt.Errorf("node: transaction %d is not committed (committed up to %d)", seqno, c)
 	}
-	le, err := h.n.led.Entry(seqno)
-	if err != nil {
-		return nil, fmt.Errorf("node: ledger entry %d: %w", seqno, err)
-	}
-	ws, err := h.n.cons.DecodeWriteSet(le)
+	ws, err := h.n.entryWrites(seqno)
 	if err != nil {
 		return nil, fmt.Errorf("node: ledger entry %d: %w", seqno, err)
 	}
 	return ws, nil
+}
+
+// entryWrites reads the ledger entry at seqno and decodes its write set
+// (private maps decrypted).
+func (n *Node) entryWrites(seqno uint64) (*kv.WriteSet, error) {
+	le, err := n.led.Entry(seqno)
+	if err != nil {
+		return nil, err
+	}
+	return n.cons.DecodeWriteSet(le)
 }
 
 func (h appHost) Submit(ctx context.Context, tx *kv.Tx, ordered func()) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/cocoledger/coco/kv"
@@ -151,14 +150,8 @@ func (a *App) ledgerRecord(c *call, mapName string, n uint64) ([]byte, bool, err
 		}
 		c.entry.seqno, c.entry.ws = seqno, ws // consecutive blocks share entries
 	}
-	for _, mw := range ws.Maps {
-		if mw.Name != mapName {
-			continue
-		}
-		key := blockKey(n)
-		if i, ok := slices.BinarySearchFunc(mw.Writes, key, func(w kv.Write, k string) int { return strings.Compare(w.Key, k) }); ok && !mw.Writes[i].Deleted {
-			return mw.Writes[i].Value, true, nil
-		}
+	if w, ok := ws.Find(mapName, blockKey(n)); ok && !w.Deleted {
+		return w.Value, true, nil
 	}
 	return nil, false, nil
 }
