@@ -155,6 +155,9 @@ func readRecords(t testing.TB, path string) []rawRecord {
 	}
 	var out []rawRecord
 	for off := 0; off < len(b); {
+		if !slices.ContainsFunc(b[off:], func(c byte) bool { return c != 0 }) {
+			break // an open chunk's preallocated zeros
+		}
 		n := int(binary.BigEndian.Uint32(b[off:]))
 		out = append(out, rawRecord{off: int64(off), body: slices.Clone(b[off+8 : off+8+n])})
 		off += 8 + n

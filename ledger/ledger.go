@@ -30,6 +30,24 @@ const (
 	// above writeBufSize): an ERC-20 batch makes one entry of 100-600 KB,
 	// and 4096 of those would hold gigabytes.
 	cacheBytes = 32 << 20
+
+	// preallocStep is how far past the last record the open chunk is
+	// zero-filled, in advance, so that appends overwrite blocks the file
+	// already has instead of growing it. An fsync after a write that grows
+	// a file must also commit the new size and block allocation through
+	// the file system's journal; one that only overwrites flushes the data.
+	// On this project's virtual disks that halves the wall time and CPU of
+	// each fsync (a 8 KiB append + fsync: 360-750 us and 190-290 us of CPU
+	// growing, 220-350 us and 130-180 us overwriting). PostgreSQL zero-fills
+	// its WAL segments for the same reason; fallocate alone does not help,
+	// because ext4 then converts an unwritten extent on the first write.
+	preallocStep = 1 << 20
+	// preallocMaxSync: a sync of more new bytes than this does not
+	// preallocate. The journal commit it would save is paid once per
+	// fsync, the zeros per byte: with ERC-20 batches (100-600 KB per
+	// sync) zero-filling cost ~4% more CPU per transfer than it saved,
+	// with small writes (a few KB per sync) it saves ~40% of fsync CPU.
+	preallocMaxSync = 64 << 10
 )
 
 // Options configures Open.
@@ -72,6 +90,8 @@ type Ledger struct {
 	f           *os.File      // the open chunk, nil if none
 	w           *bufio.Writer // buffers writes to f
 	closedBytes int64         // bytes in chunks other than the open one
+	zeroed      int64         // f's bytes are zeros from the open chunk's size up to here (preallocation)
+	synced      int64         // the open chunk's size at the last Sync
 	dirty       bool          // f has writes not yet fsynced
 	dirDirty    bool          // files created, renamed or removed since the last dir fsync
 	cache       [cacheSize]*Entry
@@ -145,7 +165,14 @@ func Open(opts Options) (*Ledger, error) {
 			f.Close()
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
-		l.f, l.w = f, bufio.NewWriterSize(f, writeBufSize)
+		// scanDir accepted what follows c.size as zeros (an earlier run's
+		// preallocation) or it was cut above.
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		l.f, l.w, l.zeroed, l.synced = f, bufio.NewWriterSize(f, writeBufSize), st.Size(), c.size
 	}
 	l.log.Debug("ledger opened", "dir", l.dir, "chunks", len(l.chunks), "last", l.LastIndex(), "committed", l.committed)
 	return l, nil
@@ -256,7 +283,7 @@ func (l *Ledger) createChunk(start uint64) error {
 		return fmt.Errorf("ledger: create chunk: %w", err)
 	}
 	l.chunks = append(l.chunks, &chunk{name: name, start: start, end: start - 1})
-	l.f = f
+	l.f, l.zeroed, l.synced = f, 0, 0
 	if l.w == nil {
 		l.w = bufio.NewWriterSize(f, writeBufSize)
 	} else {
@@ -274,6 +301,10 @@ func (l *Ledger) rotate() error {
 	if err := l.w.Flush(); err != nil {
 		return fmt.Errorf("ledger: flush %s: %w", c.name, err)
 	}
+	// A closed chunk holds records only: its preallocated zeros go.
+	if err := l.cutPrealloc(); err != nil {
+		return err
+	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("ledger: fsync %s: %w", c.name, err)
 	}
@@ -290,8 +321,45 @@ func (l *Ledger) rotate() error {
 	l.log.Debug("ledger chunk closed", "file", name)
 	c.name, c.closed = name, true
 	l.closedBytes += c.size
-	l.f = nil
+	l.f, l.zeroed = nil, 0
 	l.dirty, l.dirDirty = false, false
+	return nil
+}
+
+// preallocate zero-fills the open chunk ahead of its last record when less
+// than a quarter of preallocStep is left and this sync is small, so that
+// the records the next syncs cover overwrite zeros instead of growing the
+// file (see preallocStep). The zeros are written past everything appended,
+// buffered records included, and become durable with the next fsync,
+// which pays once for the new size. Called with l.mu held.
+func (l *Ledger) preallocate() error {
+	c := l.chunks[len(l.chunks)-1]
+	if l.zeroed-c.size >= preallocStep/4 || c.size-l.synced > preallocMaxSync {
+		return nil
+	}
+	from, to := max(l.zeroed, c.size), c.size+preallocStep
+	zeros := make([]byte, 64<<10)
+	for off := from; off < to; off += int64(len(zeros)) {
+		if _, err := l.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
+			return fmt.Errorf("ledger: preallocate %s: %w", c.name, err)
+		}
+	}
+	l.zeroed = to
+	return nil
+}
+
+// cutPrealloc truncates the open chunk's file to its records, dropping
+// preallocated zeros. The buffer must have been flushed. Called with l.mu
+// held.
+func (l *Ledger) cutPrealloc() error {
+	c := l.chunks[len(l.chunks)-1]
+	if l.zeroed <= c.size {
+		return nil
+	}
+	if err := l.f.Truncate(c.size); err != nil {
+		return fmt.Errorf("ledger: truncate %s: %w", c.name, err)
+	}
+	l.zeroed = c.size
 	return nil
 }
 
@@ -323,6 +391,12 @@ func (l *Ledger) Sync() error {
 	}
 	var f *os.File
 	if l.f != nil && l.dirty {
+		if err := l.preallocate(); err != nil {
+			err = l.fail(err)
+			l.mu.Unlock()
+			return err
+		}
+		l.synced = l.chunks[len(l.chunks)-1].size
 		if err := l.w.Flush(); err != nil {
 			err = l.fail(fmt.Errorf("ledger: flush: %w", err))
 			l.mu.Unlock()
@@ -455,6 +529,7 @@ func (l *Ledger) truncateLocked(last uint64) error {
 		}
 		l.w.Reset(l.f)
 		c.size, c.end = cut, last
+		l.zeroed, l.synced = cut, cut
 		l.dirty = true
 	}
 	for i := last + 1; i <= uint64(len(l.slots)); i++ {
@@ -714,7 +789,14 @@ func (l *Ledger) Close() error {
 		return nil
 	}
 	var err error
-	if l.err == nil {
+	if l.err == nil && l.f != nil && l.zeroed > l.chunks[len(l.chunks)-1].size {
+		// A cleanly closed ledger leaves no preallocated zeros behind.
+		if err = l.w.Flush(); err == nil {
+			err = l.cutPrealloc()
+		}
+		l.dirty = true
+	}
+	if l.err == nil && err == nil {
 		err = l.syncLocked()
 	}
 	if l.f != nil {

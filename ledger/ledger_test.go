@@ -78,14 +78,20 @@ func checkEntries(t testing.TB, l *Ledger, want []*Entry) {
 	}
 }
 
+// dirBytes is the size of the records in dir's chunk files (an open
+// chunk's preallocated zeros left out).
 func dirBytes(t testing.TB, dir string) int64 {
 	var n int64
 	for _, f := range chunkFiles(t, dir) {
-		st, err := os.Stat(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += st.Size()
+		n += recordBytes(t, filepath.Join(dir, f))
+	}
+	return n
+}
+
+func recordBytes(t testing.TB, path string) int64 {
+	var n int64
+	for _, r := range readRecords(t, path) {
+		n += recordHeaderSize + int64(len(r.body))
 	}
 	return n
 }
@@ -280,6 +286,9 @@ func TestTornTail(t *testing.T) {
 		tc{"zeros after last", append(bytes.Clone(full), make([]byte, 300)...), 25},
 		tc{"garbage after last", append(bytes.Clone(full), []byte("\x00\x00\x01\x00garbage garbage garbage")...), 25},
 		tc{"short garbage after last", append(bytes.Clone(full), 1, 2, 3), 25},
+		tc{"short zeros after last", append(bytes.Clone(full), 0, 0, 0), 25},
+		tc{"torn record in zeros", slices.Concat(full, []byte{0, 0, 1, 0, 7, 7, 7, 7, 9, 9}, make([]byte, 300)), 25},
+		tc{"zeros then garbage", slices.Concat(full, make([]byte, 20), []byte("xyz")), 25},
 		tc{"bad CRC of last", func() []byte { b := bytes.Clone(full); b[lastOff+5] ^= 1; return b }(), 24},
 		tc{"flip in last body", func() []byte { b := bytes.Clone(full); b[len(b)-1] ^= 1; return b }(), 24},
 	)
@@ -289,11 +298,19 @@ func TestTornTail(t *testing.T) {
 		if err := os.WriteFile(p, c.data, 0o640); err != nil {
 			t.Fatal(err)
 		}
-		torn := int64(len(c.data)) != lastOff && c.want == 24 || c.want == 25 && len(c.data) != len(full)
-		if torn {
-			if _, err := Verify(context.Background(), dir, VerifyOptions{}); err == nil || !isVerifyErrorAt(err, filepath.Base(p)) {
+		// What follows the last whole record; nothing but zeros there is
+		// the end of the chunk (preallocated space), not a torn tail.
+		tail := c.data[min(len(c.data), len(full)):]
+		if c.want == 24 {
+			tail = c.data[lastOff:]
+		}
+		_, err := Verify(context.Background(), dir, VerifyOptions{})
+		if torn := slices.ContainsFunc(tail, func(b byte) bool { return b != 0 }); torn {
+			if err == nil || !isVerifyErrorAt(err, filepath.Base(p)) {
 				t.Fatalf("%s %d: Verify of torn tail: %v", c.name, len(c.data), err)
 			}
+		} else if err != nil {
+			t.Fatalf("%s %d: Verify of a chunk ending in zeros: %v", c.name, len(c.data), err)
 		}
 		l, err := Open(Options{Dir: dir, ChunkSize: 500})
 		if err != nil {
@@ -311,6 +328,62 @@ func TestTornTail(t *testing.T) {
 			t.Fatalf("%s %d: after Open: %v", c.name, len(c.data), err)
 		}
 	}
+}
+
+// TestPreallocation: the open chunk is zero-filled ahead of its records;
+// a copy taken while it is open (as after a crash) opens and verifies
+// cleanly with every entry, closing a chunk or the ledger drops the zeros,
+// and Bytes counts records only.
+func TestPreallocation(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, 1<<30)
+	s := newSigner(t)
+	want := appendRange(t, l, s, 1, 1, 25)
+	st, err := os.Stat(lastChunk(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() < preallocStep || l.Bytes() != dirBytes(t, dir) || l.Bytes() >= st.Size() {
+		t.Fatalf("open chunk: file %d bytes, records %d, Bytes %d", st.Size(), dirBytes(t, dir), l.Bytes())
+	}
+
+	crashed := copyDir(t, dir)
+	if _, err := Verify(context.Background(), crashed, VerifyOptions{}); err != nil {
+		t.Fatalf("Verify of an open, preallocated chunk: %v", err)
+	}
+	l2 := openT(t, crashed, 1<<30)
+	checkEntries(t, l2, want)
+	more := append(slices.Clone(want), appendRange(t, l2, s, 1, 26, 45)...)
+	checkEntries(t, l2, more)
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(lastChunk(t, crashed)); err != nil || st.Size() != dirBytes(t, crashed) {
+		t.Fatalf("after Close: file %v (%v), records %d", st.Size(), err, dirBytes(t, crashed))
+	}
+	if _, err := Verify(context.Background(), crashed, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l3 := openT(t, crashed, 1<<30)
+	checkEntries(t, l3, more)
+	l3.Close()
+
+	// Closed chunks hold records only.
+	small := t.TempDir()
+	l4 := openT(t, small, 500)
+	appendRange(t, l4, nil, 1, 1, 35)
+	for _, f := range chunkFiles(t, small)[:3] {
+		p := filepath.Join(small, f)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := recordBytes(t, p); st.Size() != n {
+			t.Fatalf("closed chunk %s: %d bytes on disk, %d in records", f, st.Size(), n)
+		}
+	}
+	l4.Close()
+	l.Close()
 }
 
 func isVerifyErrorAt(err error, file string) bool {

@@ -117,8 +117,9 @@ type recordFunc func(file string, off int64, bi bodyInfo, body []byte) error
 // decoding, index contiguity from 1, non-decreasing terms, and that file
 // names agree with contents. It never writes.
 //
-// A bad final record of the last, open chunk with no valid record after it
-// is a torn tail: scanDir stops there and returns it as torn (err nil), so
+// Nothing but zeros after the last record of the last, open chunk is its
+// preallocated space (Ledger.preallocate), a clean end. A bad final record
+// of that chunk with no valid record after it is a torn tail: scanDir stops there and returns it as torn (err nil), so
 // the caller chooses to cut it (Open) or report it (Verify, ReadDir). Any
 // other problem is a *CorruptError.
 func scanDir(ctx context.Context, dir string, fn recordFunc) (chunks []scannedChunk, torn *CorruptError, err error) {
@@ -197,10 +198,23 @@ func scanChunk(path string, c chunkName, mayTear bool, next, term *uint64, buf *
 			return off, ce, nil
 		}
 		if size-off < recordHeaderSize {
+			if mayTear {
+				if zero, err := zerosTo(r, size-off); err != nil || zero {
+					return off, nil, err
+				}
+			}
 			return bad(fmt.Sprintf("incomplete record header (%d bytes left)", size-off))
 		}
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return 0, nil, fmt.Errorf("ledger: read %s: %w", c.name, err)
+		}
+		if mayTear && hdr == [recordHeaderSize]byte{} {
+			// The open chunk ends here if only zeros follow: the space a
+			// writer zero-fills ahead of its records (Ledger.preallocate).
+			zero, err := zerosTo(r, size-off-recordHeaderSize)
+			if err != nil || zero {
+				return off, nil, err
+			}
 		}
 		n := int64(binary.BigEndian.Uint32(hdr[:]))
 		if n < minBodySize || n > maxBodySize {
@@ -242,6 +256,26 @@ func scanChunk(path string, c chunkName, mayTear bool, next, term *uint64, buf *
 		off += recordHeaderSize + n
 	}
 	return off, nil, nil
+}
+
+// zerosTo reads n bytes from r and reports whether all are zero. It stops
+// at the first non-zero byte, leaving r part-read: the caller then only
+// reports the record at the offset it was at.
+func zerosTo(r io.Reader, n int64) (bool, error) {
+	var buf [32 << 10]byte
+	for n > 0 {
+		k, err := io.ReadFull(r, buf[:min(n, int64(len(buf)))])
+		if err != nil {
+			return false, fmt.Errorf("ledger: read: %w", err)
+		}
+		for _, b := range buf[:k] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		n -= int64(k)
+	}
+	return true, nil
 }
 
 // validRecordAfter returns the first offset >= from at which a valid record
