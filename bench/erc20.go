@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -526,6 +527,9 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 	for i := range want {
 		want[i] = new(big.Int).Set(env.Funding)
 	}
+	if err := settle(ctx, target, env, res, settleQuiet, settlePoll); err != nil {
+		return 0, err
+	}
 	counted := 0
 	for i, c := range res.accounts {
 		included, moved := c.acked, c.acked
@@ -567,6 +571,55 @@ func VerifyERC20(ctx context.Context, cfg ERC20Config, res *ERC20Result) (int, e
 		return 0, fmt.Errorf("bench: %d of %d balances are wrong: %s", len(bad), len(env.Accounts), strings.Join(bad[:min(len(bad), 5)], "; "))
 	}
 	return counted, nil
+}
+
+// settleQuiet is how long a peer chain's nonces must stay unchanged, and
+// settlePoll how often settle reads them.
+const (
+	settleQuiet = 3 * time.Second
+	settlePoll  = 200 * time.Millisecond
+)
+
+// settle waits, on a peer chain after a run in which requests failed,
+// until no account's nonce has changed for quiet (reading them every
+// poll). A request that
+// timed out may still be queued in the peer (ganache answers its
+// connections unevenly), and its transfers would land after the check
+// read their receipts as missing. coco answers only once committed, so it
+// needs no wait.
+func settle(ctx context.Context, target ethTarget, env *ERC20Env, res *ERC20Result, quiet, poll time.Duration) error {
+	if !target.peer() || !slices.ContainsFunc(res.accounts, func(c *erc20Client) bool { return len(c.unsure) > 0 }) {
+		return nil
+	}
+	rc, err := target.dial(ctx, env.Deployer)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(ctx, receiptWait)
+	defer cancel()
+	last := make([]hexutil.Uint64, len(env.Accounts))
+	changed := time.Now()
+	for round := 0; ; round++ {
+		for i, a := range env.Accounts {
+			var n hexutil.Uint64
+			if err := rc.CallContext(ctx, &n, "eth_getTransactionCount", a.Address, "latest"); err != nil {
+				return fmt.Errorf("bench: nonce of %s: %w", a.Address, err)
+			}
+			if round > 0 && n != last[i] {
+				changed = time.Now()
+			}
+			last[i] = n
+		}
+		if time.Since(changed) >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: the peer was still taking in transactions %v after the run: %w", receiptWait, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }
 
 // resolveUnsure asks for the receipts of c's unsure transfers: it returns

@@ -21,6 +21,10 @@ import (
 type fakeChain struct {
 	mu     sync.Mutex
 	blocks [][]common.Hash // blocks[0] is genesis
+	// nonce, when set, answers eth_getTransactionCount (its calls counted
+	// in nonceCalls).
+	nonce      func(call int) uint64
+	nonceCalls int
 }
 
 func (f *fakeChain) add(hashes ...common.Hash) {
@@ -56,6 +60,13 @@ func (f *fakeChain) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			hs = []common.Hash{}
 		}
 		result = map[string]any{"number": n, "transactions": hs}
+	case "eth_getTransactionCount":
+		if f.nonce == nil {
+			http.Error(w, "unknown method", http.StatusBadRequest)
+			return
+		}
+		result = hexutil.Uint64(f.nonce(f.nonceCalls))
+		f.nonceCalls++
 	default:
 		http.Error(w, "unknown method", http.StatusBadRequest)
 		return
@@ -180,5 +191,46 @@ func TestTokenCode(t *testing.T) {
 	}
 	if _, err := ParseDevKey("0xnothex"); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("ParseDevKey err = %v", err)
+	}
+}
+
+// TestSettle: after a run with failed requests, the check waits until the
+// peer's nonces stop moving (transfers of a timed-out request may still
+// land); without failed requests it asks nothing.
+func TestSettle(t *testing.T) {
+	const quiet = 150 * time.Millisecond
+	var lastChange time.Time
+	f := &fakeChain{nonce: func(call int) uint64 {
+		n := min(call, 8) // moves for 8 calls, then stays
+		if call <= 8 {
+			lastChange = time.Now()
+		}
+		return uint64(n)
+	}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	target, err := peerTarget(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &ERC20Env{Accounts: make([]ERC20Account, 1)}
+	ctx := context.Background()
+
+	clean := &ERC20Result{accounts: []*erc20Client{{}}}
+	if err := settle(ctx, target, env, clean, quiet, time.Millisecond); err != nil || f.nonceCalls != 0 {
+		t.Fatalf("no failed request: %v after %d nonce reads", err, f.nonceCalls)
+	}
+
+	failed := &ERC20Result{accounts: []*erc20Client{{unsure: []common.Hash{{1}}}}}
+	if err := settle(ctx, target, env, failed, quiet, 5*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nonceCalls <= 9 {
+		t.Fatalf("settle returned after %d nonce reads, while the nonce still moved", f.nonceCalls)
+	}
+	if since := time.Since(lastChange); since < quiet {
+		t.Fatalf("settle returned %v after the last change, want >= %v", since, quiet)
 	}
 }
