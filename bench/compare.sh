@@ -22,8 +22,10 @@
 # COMPARE_CLIENTS ("64 256"), COMPARE_SIZES ("100 1024"), COMPARE_ACCOUNTS
 # (64), COMPARE_BATCH (10, transfers per JSON-RPC batch), COMPARE_OUT (the
 # figures file; default in the work directory), COMPARE_DIR (work directory,
-# on a real disk; default under /var/tmp). Systems are measured one at a time,
-# and each peer runs only while it is measured.
+# on a real disk; default under /var/tmp). Systems are measured one at a time:
+# for writes, etcd, coco and the ceiling take turns for each size and client
+# count (the others idle meanwhile); each peer chain runs only while it is
+# measured.
 set -euo pipefail
 
 duration=${COMPARE_DURATION:-10s}
@@ -89,7 +91,10 @@ fi
 log "installing ganache (bench/ganache, as locked)"
 (cd "$root/bench/ganache" && npm ci --no-audit --no-fund --loglevel=error >&2)
 
-# --- 1. plain durable writes: etcd first, alone on the machine ---
+# --- 1. plain durable writes: etcd, coco and the HTTPS ceiling, in turn ---
+# The three run one after the other for each size and client count, while
+# the other two idle, so that the machine's drift over the minutes of a run
+# (it is shared) does not fall on one side of a ratio.
 log "starting the 3-member etcd cluster"
 endpoints=$("$root/bench/etcd-cluster.sh" start "$work/etcd" 23790)
 # Writes go straight to the leader, as coco's go to the primary: neither
@@ -103,14 +108,6 @@ for e in json.load(sys.stdin):
 ')
 [ -n "$leader" ] || { log "no etcd leader among $endpoints"; exit 1; }
 log "etcd leader: $leader"
-for size in $sizes; do
-  for c in $clients; do
-    log "writes: ${size} B, $c clients: etcd"
-    "$bin/benchpeers" etcd --endpoints "$leader" --clients "$c" --value-size "$size" \
-      --duration "$duration" --warmup "$warmup" --json "$figs"
-  done
-done
-"$root/bench/etcd-cluster.sh" stop "$work/etcd" >/dev/null
 
 # --- coco: a 3-node sandbox, the default ---
 log "starting coco's 3-node sandbox"
@@ -120,9 +117,11 @@ pids+=("$sandbox")
 wait_for "$work/sandbox.log" "Ctrl-C" 120 "$sandbox"
 sb=$work/sandbox/sandbox.json
 
-# --- 1. plain durable writes: coco and the HTTPS ceiling, alternating ---
 for size in $sizes; do
   for c in $clients; do
+    log "writes: ${size} B, $c clients: etcd"
+    "$bin/benchpeers" etcd --endpoints "$leader" --clients "$c" --value-size "$size" \
+      --duration "$duration" --warmup "$warmup" --json "$figs"
     log "writes: ${size} B, $c clients: coco"
     "$bin/coco" bench log --sandbox "$sb" --clients "$c" --msg-size "$size" \
       --duration "$duration" --warmup "$warmup" --json "$figs"
@@ -131,6 +130,7 @@ for size in $sizes; do
       --duration "$duration" --warmup "$warmup" --json "$figs"
   done
 done
+"$root/bench/etcd-cluster.sh" stop "$work/etcd" >/dev/null
 
 # --- 3. SmallBank on coco ---
 log "smallbank: coco"
