@@ -92,6 +92,7 @@ type Ledger struct {
 	closedBytes int64         // bytes in chunks other than the open one
 	zeroed      int64         // f's bytes are zeros from the open chunk's size up to here (preallocation)
 	synced      int64         // the open chunk's size at the last Sync
+	zeros       []byte        // a buffer of zeros for preallocate
 	dirty       bool          // f has writes not yet fsynced
 	dirDirty    bool          // files created, renamed or removed since the last dir fsync
 	cache       [cacheSize]*Entry
@@ -302,7 +303,7 @@ func (l *Ledger) rotate() error {
 		return fmt.Errorf("ledger: flush %s: %w", c.name, err)
 	}
 	// A closed chunk holds records only: its preallocated zeros go.
-	if err := l.cutPrealloc(); err != nil {
+	if err := l.cutPrealloc(true); err != nil {
 		return err
 	}
 	if err := l.f.Sync(); err != nil {
@@ -326,34 +327,52 @@ func (l *Ledger) rotate() error {
 	return nil
 }
 
-// preallocate zero-fills the open chunk ahead of its last record when less
-// than a quarter of preallocStep is left and this sync is small, so that
-// the records the next syncs cover overwrite zeros instead of growing the
-// file (see preallocStep). The zeros are written past everything appended,
-// buffered records included, and become durable with the next fsync,
-// which pays once for the new size. Called with l.mu held.
-func (l *Ledger) preallocate() error {
+// preallocRange is the range of the open chunk to zero-fill ahead of its
+// last record before this sync (from == to for none): when less than a
+// quarter of preallocStep is left and this sync is small, so that the
+// records the next syncs cover overwrite zeros instead of growing the file
+// (see preallocStep). It starts past everything appended, buffered records
+// included. Called with l.mu held.
+func (l *Ledger) preallocRange() (from, to int64) {
 	c := l.chunks[len(l.chunks)-1]
 	if l.zeroed-c.size >= preallocStep/4 || c.size-l.synced > preallocMaxSync {
-		return nil
+		return 0, 0
 	}
-	from, to := max(l.zeroed, c.size), c.size+preallocStep
-	zeros := make([]byte, 64<<10)
-	for off := from; off < to; off += int64(len(zeros)) {
-		if _, err := l.f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off); err != nil {
-			return fmt.Errorf("ledger: preallocate %s: %w", c.name, err)
-		}
+	return max(l.zeroed, c.size), c.size + preallocStep
+}
+
+// preallocate writes zeros over [from, to) of f, the open chunk; they
+// become durable with the fsync that follows, which pays once for the new
+// size. It runs without l.mu: only the writing goroutine touches the file
+// at or past the chunk's size, and readers read below it. A failure is not
+// fatal (no record was touched; appends then grow the file as before), but
+// l.zeroed must cover every zero written, so that closing the chunk cuts
+// them.
+func (l *Ledger) preallocate(f *os.File, from, to int64) {
+	if l.zeros == nil {
+		l.zeros = make([]byte, 64<<10)
 	}
-	l.zeroed = to
-	return nil
+	off := from
+	var err error
+	for off < to && err == nil {
+		var n int
+		n, err = f.WriteAt(l.zeros[:min(int64(len(l.zeros)), to-off)], off)
+		off += int64(n)
+	}
+	if err != nil {
+		l.log.Warn("ledger: zero-filling ahead of the records failed; appends grow the file instead", "file", f.Name(), "err", err)
+	}
+	l.mu.Lock()
+	l.zeroed = max(l.zeroed, off)
+	l.mu.Unlock()
 }
 
 // cutPrealloc truncates the open chunk's file to its records, dropping
-// preallocated zeros. The buffer must have been flushed. Called with l.mu
-// held.
-func (l *Ledger) cutPrealloc() error {
+// preallocated zeros (always when force, else only if there are some). The
+// buffer must have been flushed. Called with l.mu held.
+func (l *Ledger) cutPrealloc(force bool) error {
 	c := l.chunks[len(l.chunks)-1]
-	if l.zeroed <= c.size {
+	if l.zeroed <= c.size && !force {
 		return nil
 	}
 	if err := l.f.Truncate(c.size); err != nil {
@@ -379,9 +398,9 @@ func syncDir(dir string) error {
 // fsyncs the open chunk and, when files were created, renamed or removed,
 // the directory.
 //
-// The buffer is flushed under the lock but the fsyncs run outside it, so
-// readers (raft's storage calls on the consensus loop, receipts) are not held
-// up for a disk flush. That is safe because only the writing goroutine calls
+// The buffer is flushed under the lock but preallocation and the fsyncs run
+// outside it, so readers (raft's storage calls on the consensus loop,
+// receipts) are not held up for disk writes. That is safe because only the writing goroutine calls
 // Append, Truncate and Sync, so the open chunk cannot change meanwhile.
 func (l *Ledger) Sync() error {
 	l.mu.Lock()
@@ -390,12 +409,9 @@ func (l *Ledger) Sync() error {
 		return err
 	}
 	var f *os.File
+	var zfrom, zto int64
 	if l.f != nil && l.dirty {
-		if err := l.preallocate(); err != nil {
-			err = l.fail(err)
-			l.mu.Unlock()
-			return err
-		}
+		zfrom, zto = l.preallocRange()
 		l.synced = l.chunks[len(l.chunks)-1].size
 		if err := l.w.Flush(); err != nil {
 			err = l.fail(fmt.Errorf("ledger: flush: %w", err))
@@ -411,6 +427,9 @@ func (l *Ledger) Sync() error {
 
 	var err error
 	if f != nil {
+		if zto > zfrom {
+			l.preallocate(f, zfrom, zto)
+		}
 		if e := f.Sync(); e != nil {
 			err = fmt.Errorf("ledger: fsync: %w", e)
 		}
@@ -792,7 +811,7 @@ func (l *Ledger) Close() error {
 	if l.err == nil && l.f != nil && l.zeroed > l.chunks[len(l.chunks)-1].size {
 		// A cleanly closed ledger leaves no preallocated zeros behind.
 		if err = l.w.Flush(); err == nil {
-			err = l.cutPrealloc()
+			err = l.cutPrealloc(false)
 		}
 		l.dirty = true
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -368,10 +369,15 @@ func TestPreallocation(t *testing.T) {
 	checkEntries(t, l3, more)
 	l3.Close()
 
-	// Closed chunks hold records only.
+	// Closed chunks hold records only, also after a truncation reopened one
+	// and it was filled and closed again.
 	small := t.TempDir()
 	l4 := openT(t, small, 500)
 	appendRange(t, l4, nil, 1, 1, 35)
+	if err := l4.Truncate(15); err != nil {
+		t.Fatal(err)
+	}
+	appendRange(t, l4, nil, 2, 16, 35)
 	for _, f := range chunkFiles(t, small)[:3] {
 		p := filepath.Join(small, f)
 		st, err := os.Stat(p)
@@ -384,6 +390,55 @@ func TestPreallocation(t *testing.T) {
 	}
 	l4.Close()
 	l.Close()
+}
+
+// TestUnwrittenPage: a crash in the middle of a sync that overwrites
+// preallocated zeros can persist a later page without an earlier one. The
+// earlier page reads as zeros and what follows was never acknowledged, so
+// Open cuts from the first damaged record; the same page holding anything
+// but zeros, with valid records after it, is still corruption.
+func TestUnwrittenPage(t *testing.T) {
+	src := t.TempDir()
+	l := openT(t, src, 1<<30)
+	all := appendRange(t, l, nil, 1, 1, 150)
+	crashed := copyDir(t, src) // as after a crash: open chunk, zeros ahead
+	l.Close()
+	path := lastChunk(t, crashed)
+	recs := readRecords(t, path)
+	if end := recs[len(recs)-1].off; end < 3*pageSize {
+		t.Fatalf("records end at %d, want more than 3 pages", end)
+	}
+	kept := slices.IndexFunc(recs, func(r rawRecord) bool { return r.off+recordHeaderSize+int64(len(r.body)) > pageSize })
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		fill byte
+	}{{"zeros", 0}, {"garbage", 0xff}} {
+		dir := copyDir(t, crashed)
+		b := slices.Clone(full)
+		for i := pageSize; i < 2*pageSize; i++ {
+			b[i] = c.fill
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Open(Options{Dir: dir, ChunkSize: 1 << 30})
+		var ce *CorruptError
+		if c.fill != 0 {
+			if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "a valid record follows") {
+				t.Fatalf("%s: Open: %v", c.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: Open: %v", c.name, err)
+		}
+		checkEntries(t, l, all[:kept])
+		l.Close()
+	}
 }
 
 func isVerifyErrorAt(err error, file string) bool {

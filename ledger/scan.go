@@ -191,8 +191,15 @@ func scanChunk(path string, c chunkName, mayTear bool, next, term *uint64, buf *
 				return 0, nil, err
 			}
 			if after >= 0 {
-				ce.Reason += fmt.Sprintf(" (a valid record follows at offset %d)", after)
-				return 0, nil, ce
+				unwritten, err := unwrittenPage(f, off, after)
+				if err != nil {
+					return 0, nil, err
+				}
+				if !unwritten {
+					ce.Reason += fmt.Sprintf(" (a valid record follows at offset %d)", after)
+					return 0, nil, ce
+				}
+				ce.Reason += fmt.Sprintf(" (a page the disk never wrote: the records from offset %d on were not synced either)", after)
 			}
 			ce.Reason = "torn tail: " + ce.Reason
 			return off, ce, nil
@@ -276,6 +283,37 @@ func zerosTo(r io.Reader, n int64) (bool, error) {
 		n -= int64(k)
 	}
 	return true, nil
+}
+
+// pageSize is the unit in which a disk may persist the writes of an
+// interrupted sync out of order.
+const pageSize = 4096
+
+// unwrittenPage reports whether the open chunk's bytes [from, to), a bad
+// record up to the next valid one, hold a page the disk never wrote: the
+// rest of from's page, or a whole page, all zeros. Appends overwrite the
+// zeros preallocated ahead of them (Ledger.preallocate), and a crash in the
+// middle of a sync can persist a later page of it without an earlier one;
+// the earlier page then reads as zeros, and what follows it was part of the
+// same unfinished sync, never acknowledged. (Acknowledged data reading as
+// zeros would be a disk that lost fsynced writes, which no ledger rule can
+// tell from this.) Anything else bad in the middle stays corruption.
+func unwrittenPage(f *os.File, from, to int64) (bool, error) {
+	b := make([]byte, to-from)
+	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("ledger: read: %w", err)
+	}
+	zero := func(b []byte) bool { return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) }
+	next := (from/pageSize + 1) * pageSize // the page after from's
+	if zero(b[:min(next, to)-from]) {
+		return true, nil
+	}
+	for p := next; p+pageSize <= to; p += pageSize {
+		if zero(b[p-from : p-from+pageSize]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // validRecordAfter returns the first offset >= from at which a valid record
