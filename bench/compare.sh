@@ -79,6 +79,16 @@ stop_pid() {
   wait "$1" 2>/dev/null || true
 }
 
+# start_sandbox NAME: a new 3-node coco sandbox in $work/NAME (its
+# description in $work/NAME/sandbox.json); sets $sandbox to its pid.
+start_sandbox() {
+  log "starting coco's 3-node sandbox ($1)"
+  "$bin/coco" sandbox --dir "$work/$1" >"$work/$1.log" 2>&1 &
+  sandbox=$!
+  pids+=("$sandbox")
+  wait_for "$work/$1.log" "Ctrl-C" 120 "$sandbox"
+}
+
 log "work directory $work; figures in $figs"
 log "building coco and benchpeers"
 (cd "$root" && go build -o "$bin/coco" ./cmd/coco && go build -o "$bin/benchpeers" ./cmd/benchpeers)
@@ -110,11 +120,7 @@ for e in json.load(sys.stdin):
 log "etcd leader: $leader"
 
 # --- coco: a 3-node sandbox, the default ---
-log "starting coco's 3-node sandbox"
-"$bin/coco" sandbox --dir "$work/sandbox" >"$work/sandbox.log" 2>&1 &
-sandbox=$!
-pids+=("$sandbox")
-wait_for "$work/sandbox.log" "Ctrl-C" 120 "$sandbox"
+start_sandbox sandbox
 sb=$work/sandbox/sandbox.json
 
 for size in $sizes; do
@@ -143,11 +149,7 @@ stop_pid "$sandbox"
 # On a new sandbox, as each peer chain below starts new for its run: the
 # service that took the writes and SmallBank above holds their state (a
 # larger heap and ledger), and measured 15-30% fewer transfers/s.
-log "starting a new 3-node sandbox for ERC-20"
-"$bin/coco" sandbox --dir "$work/sandbox-erc20" >"$work/sandbox-erc20.log" 2>&1 &
-sandbox=$!
-pids+=("$sandbox")
-wait_for "$work/sandbox-erc20.log" "Ctrl-C" 120 "$sandbox"
+start_sandbox sandbox-erc20
 log "erc20: coco ($accounts accounts, batch $batch)"
 "$bin/coco" bench erc20 --sandbox "$work/sandbox-erc20/sandbox.json" --accounts "$accounts" --batch "$batch" \
   --duration "$duration" --warmup "$warmup" --json "$figs"
