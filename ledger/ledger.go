@@ -400,8 +400,9 @@ func syncDir(dir string) error {
 //
 // The buffer is flushed under the lock but preallocation and the fsyncs run
 // outside it, so readers (raft's storage calls on the consensus loop,
-// receipts) are not held up for disk writes. That is safe because only the writing goroutine calls
-// Append, Truncate and Sync, so the open chunk cannot change meanwhile.
+// receipts) are not held up for disk writes. That is safe because only the
+// writing goroutine calls Append, Truncate and Sync, so the open chunk
+// cannot change meanwhile.
 func (l *Ledger) Sync() error {
 	l.mu.Lock()
 	if err := l.usable(); err != nil {

@@ -119,9 +119,11 @@ type recordFunc func(file string, off int64, bi bodyInfo, body []byte) error
 //
 // Nothing but zeros after the last record of the last, open chunk is its
 // preallocated space (Ledger.preallocate), a clean end. A bad final record
-// of that chunk with no valid record after it is a torn tail: scanDir stops there and returns it as torn (err nil), so
-// the caller chooses to cut it (Open) or report it (Verify, ReadDir). Any
-// other problem is a *CorruptError.
+// of that chunk with no valid record after it, or with a page of zeros
+// before the next valid one (unwrittenPage), is a torn tail: scanDir stops
+// there and returns it as torn (err nil), so the caller chooses to cut it
+// (Open) or report it (Verify, ReadDir). Any other problem is a
+// *CorruptError.
 func scanDir(ctx context.Context, dir string, fn recordFunc) (chunks []scannedChunk, torn *CorruptError, err error) {
 	names, err := listChunks(dir)
 	if err != nil {
@@ -297,7 +299,9 @@ const pageSize = 4096
 // the earlier page then reads as zeros, and what follows it was part of the
 // same unfinished sync, never acknowledged. (Acknowledged data reading as
 // zeros would be a disk that lost fsynced writes, which no ledger rule can
-// tell from this.) Anything else bad in the middle stays corruption.
+// tell from this; so would a damaged record whose own bytes hold a page of
+// zeros, which only a public write set can.) Anything else bad in the
+// middle stays corruption.
 func unwrittenPage(f *os.File, from, to int64) (bool, error) {
 	b := make([]byte, to-from)
 	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
