@@ -582,11 +582,10 @@ const (
 
 // settle waits, on a peer chain after a run in which requests failed,
 // until no account's nonce has changed for quiet (reading them every
-// poll). A request that
-// timed out may still be queued in the peer (ganache answers its
-// connections unevenly), and its transfers would land after the check
-// read their receipts as missing. coco answers only once committed, so it
-// needs no wait.
+// poll). A request that timed out may still be queued in the peer
+// (ganache answers its connections unevenly), and its transfers would land
+// after the check read their receipts as missing. coco answers only once
+// committed, so it needs no wait.
 func settle(ctx context.Context, target ethTarget, env *ERC20Env, res *ERC20Result, quiet, poll time.Duration) error {
 	if !target.peer() || !slices.ContainsFunc(res.accounts, func(c *erc20Client) bool { return len(c.unsure) > 0 }) {
 		return nil

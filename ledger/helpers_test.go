@@ -155,7 +155,7 @@ func readRecords(t testing.TB, path string) []rawRecord {
 	}
 	var out []rawRecord
 	for off := 0; off < len(b); {
-		if !slices.ContainsFunc(b[off:], func(c byte) bool { return c != 0 }) {
+		if allZero(b[off:]) {
 			break // an open chunk's preallocated zeros
 		}
 		n := int(binary.BigEndian.Uint32(b[off:]))

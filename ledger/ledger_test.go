@@ -306,7 +306,7 @@ func TestTornTail(t *testing.T) {
 			tail = c.data[lastOff:]
 		}
 		_, err := Verify(context.Background(), dir, VerifyOptions{})
-		if torn := slices.ContainsFunc(tail, func(b byte) bool { return b != 0 }); torn {
+		if torn := !allZero(tail); torn {
 			if err == nil || !isVerifyErrorAt(err, filepath.Base(p)) {
 				t.Fatalf("%s %d: Verify of torn tail: %v", c.name, len(c.data), err)
 			}

@@ -277,14 +277,17 @@ func zerosTo(r io.Reader, n int64) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("ledger: read: %w", err)
 		}
-		for _, b := range buf[:k] {
-			if b != 0 {
-				return false, nil
-			}
+		if !allZero(buf[:k]) {
+			return false, nil
 		}
 		n -= int64(k)
 	}
 	return true, nil
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
 }
 
 // pageSize is the unit in which a disk may persist the writes of an
@@ -307,13 +310,12 @@ func unwrittenPage(f *os.File, from, to int64) (bool, error) {
 	if _, err := f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("ledger: read: %w", err)
 	}
-	zero := func(b []byte) bool { return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) }
 	next := (from/pageSize + 1) * pageSize // the page after from's
-	if zero(b[:min(next, to)-from]) {
+	if allZero(b[:min(next, to)-from]) {
 		return true, nil
 	}
 	for p := next; p+pageSize <= to; p += pageSize {
-		if zero(b[p-from : p-from+pageSize]) {
+		if allZero(b[p-from : p-from+pageSize]) {
 			return true, nil
 		}
 	}
